@@ -1,0 +1,59 @@
+"""The study presets: every size and schedule knob of one synthetic study, in one frozen value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+VIEWS: dict[str, float] = {"dense": 0.7, "sparse": 0.2}  # view -> target overlap (STUDY.md §2)
+SPLITS: tuple[str, ...] = ("train", "test")
+GRIDSIZE_CHANNELS = 4  # gridsize 2 -> groups of C = 2 x 2 patterns
+NEIGHBOURS_K = 7  # candidates a group's members are drawn from (must be >= C)
+GROUPING_SEED = 123
+SUBSAMPLING_SEED = 456
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Sizes of the simulation, the networks and the solver for one named preset."""
+
+    name: str
+    patch_size: int  # N: probe and diffraction pattern are N x N
+    object_size: int  # M: the object is M x M
+    scan_step: float  # grid pitch of the scan in pixels, before jitter
+    scan_jitter: float  # uniform jitter, +- pixels, rounded to whole pixels
+    doses: tuple[int, ...]
+    net_width: int  # channels of the first network stage
+    net_latent: int  # width of the fully connected bottleneck
+    baseline_epochs: int
+    pinn_epochs: int
+    batch_size: int
+    learning_rate: float
+    solver_iterations: int
+    solver_batch: int
+    max_train_patterns: int  # cap on the patterns a network trains on (keeps CPU presets short)
+
+    def with_doses(self, doses: tuple[int, ...]) -> "Preset":
+        return replace(self, doses=doses)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny", patch_size=32, object_size=112, scan_step=5.0, scan_jitter=1.0,
+        doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_epochs=4,
+        pinn_epochs=4, batch_size=16, learning_rate=2e-3, solver_iterations=30, solver_batch=16,
+        max_train_patterns=256,
+    ),
+    "demo": Preset(
+        name="demo", patch_size=32, object_size=176, scan_step=4.0, scan_jitter=1.0,
+        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_epochs=12,
+        pinn_epochs=12, batch_size=16, learning_rate=2e-3, solver_iterations=80, solver_batch=24,
+        max_train_patterns=1024,
+    ),
+    # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions.
+    "full": Preset(
+        name="full", patch_size=128, object_size=464, scan_step=3.3, scan_jitter=1.0,
+        doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_epochs=30,
+        pinn_epochs=30, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
+        max_train_patterns=20000,
+    ),
+}

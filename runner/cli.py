@@ -1,0 +1,237 @@
+"""Command line: `python -m runner run|status`. Parses arguments, wires the pieces together,
+turns user errors into one `runner: error: ...` line and an exit code.
+
+Exit codes of `run`: 0 every planned job has succeeded (now or in an earlier run); 1 some job
+failed, was interrupted or is blocked; 2 bad input, nothing launched; 128+N stopped by signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runner import __version__, manifest, status
+from runner.config import ConfigError, Settings, build_settings
+from runner.jobs import Job
+from runner.ledger import Ledger, LedgerError, network_filesystem_warning
+from runner.lock import LockError, RunnerLock
+from runner.progress import Progress
+from runner.resume import reconcile, select
+from runner.scheduler import Policy, Scheduler
+from runner.slots import SlotError, SlotPool, build_slots, parse_gpus
+from runner.study import PlanError, plan
+
+USER_ERRORS = (ConfigError, PlanError, LedgerError, LockError, SlotError)
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="runner", description="Run the comparison jobs of a ptychography study "
+                    "on GPU slots, with a SQLite ledger you can resume from and query.")
+    parser.add_argument("--version", action="version", version=f"runner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    run = commands.add_parser("run", help="run every comparison job of the study")
+    where = run.add_argument_group("study folders")
+    where.add_argument("--config", help="TOML file with the same keys as the flags (flags win)")
+    where.add_argument("--study-root", help="folder holding phase_c .. phase_f (sets the roots below)")
+    for phase in "cdef":
+        where.add_argument(f"--phase-{phase}-root", help=f"Phase {phase.upper()} output folder")
+    where.add_argument("--artifact-root", help="where comparison outputs, logs and the ledger go")
+    where.add_argument("--ledger", help="ledger file (default <artifact-root>/ledger.db)")
+    pick = run.add_argument_group("which jobs")
+    pick.add_argument("--dose", action="append", help="only this dose (repeatable)")
+    pick.add_argument("--view", action="append", help="dense or sparse (repeatable)")
+    pick.add_argument("--split", action="append", help="train or test (repeatable)")
+    pick.add_argument("--force", action="store_true", help="rerun jobs that already succeeded")
+    pick.add_argument("--only-failed", action="store_true", help="rerun only failed or interrupted jobs")
+    pick.add_argument("--dry-run", action="store_true", help="write the plan and print commands; launch nothing")
+    cmd = run.add_argument_group("the compare command")
+    cmd.add_argument("--compare-cmd", help="command prefix, split like a shell would "
+                                           "(default: python -m scripts.compare_models)")
+    cmd.add_argument("--workdir", help="working directory of each job (default: current folder)")
+    cmd.add_argument("--compare-arg", action="append", help="extra argument for every job (repeatable)")
+    cmd.add_argument("--test-data", action="append",
+                     help="phase_c or phase_d, or VIEW=SOURCE: where each view's test NPZ comes from")
+    cmd.add_argument("--checkpoint-name", help="model file that must exist in each model folder")
+    res = run.add_argument_group("resources")
+    res.add_argument("--gpus", help="auto (default), none, or a list of indices / GPU UUIDs")
+    res.add_argument("--jobs-per-gpu", type=int, help="concurrent jobs per GPU (default 1)")
+    res.add_argument("--max-parallel", type=int, help="concurrent jobs without GPUs (default 1); a cap with GPUs")
+    res.add_argument("--timeout", type=float, help="seconds per attempt before its group is killed")
+    res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 10)")
+    res.add_argument("--retries", type=int, help="relaunches of a failed job per run (default 0)")
+
+    stat = commands.add_parser("status", help="show where a study stands (also while it runs)")
+    stat.add_argument("--ledger", help="ledger file")
+    stat.add_argument("--artifact-root", help="folder holding ledger.db")
+    stat.add_argument("--json", action="store_true", help="machine-readable output")
+    stat.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SEC",
+                      help="refresh every SEC seconds (default 2) until Ctrl-C")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    cli = {key: value for key, value in vars(args).items() if key != "command"}
+    cli["compare_args"] = cli.pop("compare_arg")
+    return build_settings(cli)
+
+
+def git_commit(folder: Path) -> str | None:
+    """HEAD of the checkout holding the compare script, '+dirty' when it has local changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def invocation() -> list[str]:
+    """How this runner was started, as a command a user could paste."""
+    if sys.argv[0].endswith("__main__.py"):
+        return [sys.executable, "-m", "runner", *sys.argv[1:]]
+    return list(sys.argv)
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".runner-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"artifact root {folder} cannot be written ({exc.strerror}); "
+                          "choose another --artifact-root") from None
+
+
+def command_run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    jobs = plan(settings)
+    ensure_writable(settings.artifact_root)
+    if settings.dry_run:
+        manifest_path, summary_path = manifest.write_plan(settings.artifact_root, jobs)
+        for number, job in enumerate(jobs, 1):
+            state = f"  # blocked: {job.blocked_reason}" if job.blocked_reason else ""
+            print(f"{number:3d}. {shlex.join(job.argv)}{state}")
+        print(f"dry run: {len(jobs)} jobs planned, nothing launched; plan in {manifest_path} and {summary_path}")
+        return 0
+    slots = build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
+    warning = network_filesystem_warning(settings.ledger)
+    if warning:
+        print(f"runner: warning: {warning}", file=sys.stderr)
+    lock = RunnerLock(settings.ledger)
+    if not settings.ledger.parent.is_dir():
+        raise LedgerError(f"the folder of ledger {settings.ledger} does not exist")
+    lock.acquire()
+    try:
+        return asyncio.run(drive(settings, jobs, slots))
+    finally:
+        lock.release()
+
+
+async def drive(settings: Settings, jobs: list[Job], slots) -> int:
+    ledger = await Ledger.open(settings.ledger)
+    progress = Progress(total=0)
+    try:
+        for note in await reconcile(ledger, settings.grace):
+            progress.message(f"resume  {note}")
+        run_id = await ledger.begin_run(
+            socket.gethostname(), getpass.getuser(), os.getpid(), invocation(), __version__,
+            git_commit(settings.workdir),
+            [{"slot": s.name, "device": s.device.visible_id, "gpu_uuid": s.device.uuid} for s in slots])
+        rows = await ledger.sync_jobs(jobs, run_id)
+        selection = await select(ledger, jobs, rows, settings.force, settings.only_failed)
+        progress.total = len(selection.to_run)
+        devices = sorted({s.device.visible_id or "cpu" for s in slots})
+        progress.message(f"run {run_id}: {len(jobs)} jobs planned, {len(selection.to_run)} to run, "
+                         f"{len(selection.skipped)} already done, {len(selection.blocked)} blocked; "
+                         f"{len(slots)} slots on {', '.join(devices)}; ledger {settings.ledger}")
+        for job in selection.blocked:
+            progress.message(f"blocked {job.key}: {job.blocked_reason}")
+        scheduler = Scheduler(ledger, SlotPool(slots), run_id,
+                              Policy(settings.timeout, settings.grace, settings.retries), progress)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, scheduler.request_stop, sig)
+        try:
+            await scheduler.run(selection.to_run)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        stopped = scheduler.stop_signal
+        await ledger.end_run(run_id, "interrupted" if stopped else "completed")
+        results = await ledger.run_results(run_id)
+        manifest_path = manifest.write_results(settings.artifact_root, results)
+    finally:
+        progress.close()
+        await ledger.close()
+    states = [r["state"] for r in results]
+    print(f"run {run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
+          + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
+          + f"; manifest {manifest_path}; see `python -m runner status --ledger {settings.ledger}`")
+    if stopped:
+        return 128 + stopped
+    return 0 if all(state == "succeeded" for state in states) else 1
+
+
+def command_status(args: argparse.Namespace) -> int:
+    if args.ledger:
+        ledger = Path(args.ledger).expanduser().resolve()
+    elif args.artifact_root:
+        ledger = Path(args.artifact_root).expanduser().resolve() / "ledger.db"
+    else:
+        ledger = Path("ledger.db").resolve()
+    show = status.as_json if args.json else status.render
+    if args.watch is None:
+        print(show(status.snapshot(ledger)))
+        return 0
+    if args.watch <= 0:
+        raise UsageError("--watch needs a positive number of seconds")
+    try:
+        while True:
+            text = show(status.snapshot(ledger))
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(text, flush=True)
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "run":
+            return command_run(args)
+        return command_status(args)
+    except UsageError as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("runner: interrupted", file=sys.stderr)
+        return 130

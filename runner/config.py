@@ -1,0 +1,200 @@
+"""The settings of one `run`: a TOML file (--config) overlaid by command-line flags, validated
+into one frozen dataclass. Every user mistake here raises ConfigError with a one-line message."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+VIEWS = ("dense", "sparse")
+SPLITS = ("train", "test")
+TEST_DATA_SOURCES = ("phase_c", "phase_d")
+DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
+
+
+class ConfigError(Exception):
+    """A setting the user gave is wrong."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    phase_c_root: Path
+    phase_d_root: Path | None
+    phase_e_root: Path
+    phase_f_root: Path
+    artifact_root: Path
+    ledger: Path
+    doses: tuple[int, ...] = ()  # empty: every dose_<int> folder found
+    views: tuple[str, ...] = VIEWS
+    splits: tuple[str, ...] = SPLITS
+    compare_cmd: tuple[str, ...] = DEFAULT_COMPARE_CMD
+    compare_args: tuple[str, ...] = ()
+    workdir: Path = Path.cwd()
+    test_data: tuple[tuple[str, str], ...] = (("dense", "phase_c"), ("sparse", "phase_c"))
+    checkpoint_name: str | None = None
+    gpus: str = "auto"
+    jobs_per_gpu: int = 1
+    max_parallel: int | None = None
+    timeout: float | None = None
+    grace: float = 10.0
+    retries: int = 0
+    force: bool = False
+    only_failed: bool = False
+    dry_run: bool = False
+
+    def test_data_source(self, view: str) -> str:
+        return dict(self.test_data).get(view, "phase_c")
+
+
+# Keys accepted in the TOML file: the flag names with underscores.
+TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split"}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - TOML_KEYS)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key {unknown[0]!r}; "
+                          f"known keys are the flag names with underscores")
+    return data
+
+
+def _path(value: Any, name: str, base: Path) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{name} must be a folder path")
+    path = Path(value).expanduser()
+    return (base / path).resolve() if not path.is_absolute() else path.resolve()
+
+
+def _int(value: Any, name: str, minimum: int) -> int:
+    try:
+        number = int(float(value)) if isinstance(value, str) else value
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if not isinstance(number, int) or isinstance(number, bool) or number < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def _dose(value: Any) -> int:
+    try:
+        dose = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--dose must be a number such as 1000 or 1e3, got {value!r}") from None
+    if dose <= 0 or dose != int(dose):
+        raise ConfigError(f"--dose must be a positive whole number of photons, got {value!r}")
+    return int(dose)
+
+
+def _choices(values: list, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    for value in values:
+        if value not in allowed:
+            raise ConfigError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in values)  # keep the study's order
+
+
+def _test_data(value: Any) -> tuple[tuple[str, str], ...]:
+    mapping = dict(Settings.test_data)
+    items = value.items() if isinstance(value, dict) else (
+        item.split("=", 1) if "=" in item else (None, item) for item in value)
+    for view, source in items:
+        if source not in TEST_DATA_SOURCES:
+            raise ConfigError(f"--test-data {source!r}: use phase_c or phase_d, optionally VIEW=SOURCE")
+        for target in ([view] if view else VIEWS):
+            if target not in VIEWS:
+                raise ConfigError(f"--test-data: unknown view {target!r}")
+            mapping[target] = source
+    return tuple(mapping.items())
+
+
+def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
+    """Merge the TOML file named by cli['config'] (if any) with the flags; flags win."""
+    cwd = cwd or Path.cwd()
+    merged: dict[str, Any] = {}
+    base = cwd
+    if cli.get("config"):
+        config_path = _path(cli["config"], "--config", cwd)
+        merged.update(read_toml(config_path))
+        base = config_path.parent  # paths in the file are relative to the file
+    flag_values = {k: v for k, v in cli.items() if v not in (None, [], False)}
+    merged.update(flag_values)
+
+    def root(name: str, default: Path | None) -> Path | None:
+        if merged.get(name):
+            return _path(merged[name], f"--{name.replace('_', '-')}", base if name not in flag_values else cwd)
+        return default
+
+    study = root("study_root", None)
+    phase = {p: root(f"{p}_root", study / p if study else None) for p in ("phase_c", "phase_d", "phase_e", "phase_f")}
+    artifact = root("artifact_root", study / "analysis" if study else None)
+    for name, value in [("phase-c-root", phase["phase_c"]), ("phase-e-root", phase["phase_e"]),
+                        ("phase-f-root", phase["phase_f"]), ("artifact-root", artifact)]:
+        if value is None:
+            raise ConfigError(f"--{name} is required (or --study-root holding phase_c ... phase_f)")
+    for name in ("phase_c", "phase_e", "phase_f"):
+        if not phase[name].is_dir():
+            raise ConfigError(f"--{name.replace('_', '-')}-root {phase[name]} is not a folder")
+    if phase["phase_d"] is not None and not phase["phase_d"].is_dir():
+        if "phase_d_root" in merged:
+            raise ConfigError(f"--phase-d-root {phase['phase_d']} is not a folder")
+        phase["phase_d"] = None  # optional: only metadata (and phase_d test data) come from it
+
+    compare_cmd = merged.get("compare_cmd") or DEFAULT_COMPARE_CMD
+    if isinstance(compare_cmd, str):
+        try:
+            compare_cmd = shlex.split(compare_cmd)
+        except ValueError as exc:
+            raise ConfigError(f"--compare-cmd cannot be split: {exc}") from None
+    if not compare_cmd:
+        raise ConfigError("--compare-cmd is empty")
+    compare_args = merged.get("compare_args") or merged.get("compare_arg") or ()
+    if isinstance(compare_args, str):
+        compare_args = shlex.split(compare_args)
+    workdir = root("workdir", cwd)
+    if not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is not a folder")
+
+    doses = merged.get("doses") or merged.get("dose") or ()
+    doses = [doses] if isinstance(doses, (int, float, str)) else doses
+    timeout = merged.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    grace = merged.get("grace", 10.0)
+    if not isinstance(grace, (int, float)) or grace < 0:
+        raise ConfigError(f"--grace must be a number of seconds >= 0, got {grace!r}")
+    max_parallel = merged.get("max_parallel")
+    if merged.get("force") and merged.get("only_failed"):
+        raise ConfigError("--force and --only-failed contradict each other; give one")
+    ledger = merged.get("ledger")
+    return Settings(
+        phase_c_root=phase["phase_c"], phase_d_root=phase["phase_d"],
+        phase_e_root=phase["phase_e"], phase_f_root=phase["phase_f"], artifact_root=artifact,
+        ledger=_path(ledger, "--ledger", cwd) if ledger else artifact / "ledger.db",
+        doses=tuple(sorted({_dose(d) for d in doses})),
+        views=_choices(list(merged.get("views") or merged.get("view") or VIEWS), VIEWS, "view"),
+        splits=_choices(list(merged.get("splits") or merged.get("split") or SPLITS), SPLITS, "split"),
+        compare_cmd=tuple(str(c) for c in compare_cmd),
+        compare_args=tuple(str(a) for a in compare_args),
+        workdir=workdir,
+        test_data=_test_data(merged.get("test_data") or []),
+        checkpoint_name=merged.get("checkpoint_name"),
+        gpus=str(merged.get("gpus", "auto")),
+        jobs_per_gpu=_int(merged.get("jobs_per_gpu", 1), "--jobs-per-gpu", 1),
+        max_parallel=_int(max_parallel, "--max-parallel", 1) if max_parallel is not None else None,
+        timeout=float(timeout) if timeout is not None else None,
+        grace=float(grace),
+        retries=_int(merged.get("retries", 0), "--retries", 0),
+        force=bool(merged.get("force")), only_failed=bool(merged.get("only_failed")),
+        dry_run=bool(merged.get("dry_run")),
+    )

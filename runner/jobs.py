@@ -1,0 +1,84 @@
+"""The vocabulary shared by planner, scheduler and ledger: jobs, attempts, states, failure classes.
+
+Nothing here knows about ptychography: a Job is a key, a command, an environment and the outputs
+that prove it worked. Only `study.py` builds them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class JobState(str, enum.Enum):
+    """Where a job (one condition of the study) stands in the ledger."""
+
+    PENDING = "pending"  # planned, waiting for a free slot
+    RUNNING = "running"  # an attempt is running now
+    SUCCEEDED = "succeeded"  # the latest attempt exited 0 and its outputs parsed
+    FAILED = "failed"  # the latest attempt failed (see its failure class)
+    BLOCKED = "blocked"  # an input is missing; never launched until the input appears
+    INTERRUPTED = "interrupted"  # the runner stopped (signal or crash) while an attempt ran
+
+
+class AttemptState(str, enum.Enum):
+    """One launch of a job's command. States only move forward: running -> one of the others."""
+
+    RUNNING = "running"  # row written before the process is spawned
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by the runner or found orphaned after a crash
+    SUPERSEDED = "superseded"  # a success replaced by a newer success (forced or changed inputs)
+
+
+class FailureClass(str, enum.Enum):
+    """Why an attempt did not succeed. Retry policy is decided here, in one place."""
+
+    EXIT_CODE = "exit_code"  # non-zero exit status
+    SIGNAL = "signal"  # killed by a signal the runner did not send
+    TIMEOUT = "timeout"  # ran past --timeout and was killed
+    NO_METRICS = "no_metrics"  # exit 0 but the metrics file is missing, stale or incomplete
+    LAUNCH_ERROR = "launch_error"  # the command could not be started (missing interpreter, ...)
+    INTERRUPTED = "interrupted"  # the runner was stopped or died while the attempt ran
+    BLOCKED = "blocked"  # an input of the job is missing
+
+    @property
+    def retryable(self) -> bool:
+        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR)
+
+
+@dataclass(frozen=True)
+class MetricsCheck:
+    """What a succeeded attempt must leave behind: a tidy CSV with a numeric value per model."""
+
+    path: Path
+    required_models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: everything the scheduler needs to run it and to judge the result."""
+
+    key: str  # unique, human-readable, e.g. "dose_1000/dense/train"
+    argv: tuple[str, ...]
+    cwd: Path
+    output_dir: Path  # logs go in output_dir/logs
+    check: MetricsCheck
+    fingerprint: str = ""  # hash of argv + inputs; a changed fingerprint reruns a succeeded job
+    env: tuple[tuple[str, str], ...] = ()
+    condition: dict[str, object] = field(default_factory=dict)  # columns for the ledger
+    metadata: dict[str, object] = field(default_factory=dict)  # Phase D metadata (nullable)
+    blocked_reason: str | None = None  # set when an input is missing
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as judged by the scheduler and results check."""
+
+    succeeded: bool
+    exit_code: int | None = None
+    signal: int | None = None
+    failure_class: FailureClass | None = None
+    detail: str | None = None
+    interrupted: bool = False

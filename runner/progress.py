@@ -1,0 +1,56 @@
+"""Progress of a run for the person watching: one plain line per event, and on a terminal a
+status line kept at the bottom with counts and elapsed time."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from runner.scheduler import Event
+
+
+class Progress:
+    def __init__(self, total: int, stream: TextIO = sys.stdout) -> None:
+        self.total, self.stream = total, stream
+        self.tty = stream.isatty()
+        self.done = self.failed = self.running = 0
+        self.started = time.monotonic()
+
+    def _write(self, line: str) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")  # clear the status line before a permanent line
+        self.stream.write(line + "\n")
+        if self.tty:
+            elapsed = int(time.monotonic() - self.started)
+            self.stream.write(f"[{self.done}/{self.total} done, {self.running} running, "
+                              f"{self.failed} failed, {elapsed // 60}m{elapsed % 60:02d}s]")
+        self.stream.flush()
+
+    def message(self, line: str) -> None:
+        self._write(line)
+
+    def __call__(self, event: Event) -> None:
+        device = event.slot.device.visible_id or "cpu"
+        if event.kind == "started":
+            self.running += 1
+            self._write(f"start   {event.job.key}  attempt {event.attempt} on {event.slot.name} "
+                        f"(CUDA_VISIBLE_DEVICES={device if device != 'cpu' else ''})")
+        elif event.kind == "finished":
+            self.running -= 1
+            outcome = event.outcome
+            if outcome.succeeded:
+                self.done += 1
+                self._write(f"ok      {event.job.key}  attempt {event.attempt} in {event.duration_s:.1f}s")
+            else:
+                self.failed += 1
+                self._write(f"FAILED  {event.job.key}  attempt {event.attempt}: "
+                            f"{outcome.failure_class.value} ({outcome.detail}); log {event.stderr_log}")
+        elif event.kind == "retrying":
+            self.failed -= 1
+            self._write(f"retry   {event.job.key}  (retry {event.attempt} of this run)")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()

@@ -1,0 +1,94 @@
+-- Every query the runner issues, by name. ledger.py loads this file once.
+
+-- name: insert_run
+-- A runner process starts driving the ledger.
+INSERT INTO runs (started_at, host, user, pid, argv, runner_version, git_commit, slots)
+VALUES (:started_at, :host, :user, :pid, :argv, :runner_version, :git_commit, :slots);
+
+-- name: end_run
+-- A run ends; outcome is completed or interrupted.
+UPDATE runs SET ended_at = :ended_at, outcome = :outcome WHERE run_id = :run_id;
+
+-- name: mark_unfinished_runs_crashed
+-- Runs that never recorded an end died without cleaning up.
+UPDATE runs SET outcome = 'crashed' WHERE ended_at IS NULL AND outcome IS NULL AND run_id != :run_id;
+
+-- name: upsert_job
+-- Record a planned job; its state is left alone when it already exists.
+INSERT INTO jobs (key, plan_order, dose, view, split, argv, cwd, output_dir, fingerprint,
+                  selection_strategy, acceptance_rate, spacing_threshold, n_accepted, n_rejected,
+                  state, blocked_reason, last_run_id, updated_at)
+VALUES (:key, :plan_order, :dose, :view, :split, :argv, :cwd, :output_dir, :fingerprint,
+        :selection_strategy, :acceptance_rate, :spacing_threshold, :n_accepted, :n_rejected,
+        'pending', NULL, :run_id, :now)
+ON CONFLICT (key) DO UPDATE SET
+    plan_order = excluded.plan_order, dose = excluded.dose, view = excluded.view,
+    split = excluded.split, argv = excluded.argv, cwd = excluded.cwd,
+    output_dir = excluded.output_dir, fingerprint = excluded.fingerprint,
+    selection_strategy = excluded.selection_strategy, acceptance_rate = excluded.acceptance_rate,
+    spacing_threshold = excluded.spacing_threshold, n_accepted = excluded.n_accepted,
+    n_rejected = excluded.n_rejected, last_run_id = excluded.last_run_id,
+    updated_at = excluded.updated_at
+RETURNING job_id, state;
+
+-- name: succeeded_fingerprint
+-- The fingerprint of a job's current success, if it has one.
+SELECT fingerprint FROM attempts WHERE job_id = :job_id AND state = 'succeeded';
+
+-- name: set_job_state
+UPDATE jobs SET state = :state, blocked_reason = :blocked_reason, updated_at = :now
+WHERE job_id = :job_id;
+
+-- name: next_attempt_number
+SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = :job_id;
+
+-- name: insert_attempt
+-- Written before the process is spawned.
+INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, slot, device,
+                      gpu_uuid, started_at, stdout_log, stderr_log)
+VALUES (:job_id, :run_id, :number, 'running', :token, :argv, :fingerprint, :slot, :device,
+        :gpu_uuid, :started_at, :stdout_log, :stderr_log);
+
+-- name: record_process
+UPDATE attempts SET pid = :pid, pgid = :pgid, process_start = :process_start
+WHERE attempt_id = :attempt_id;
+
+-- name: supersede_success
+-- An older success of the job makes room for a newer one.
+UPDATE attempts SET state = 'superseded' WHERE job_id = :job_id AND state = 'succeeded';
+
+-- name: finish_attempt
+UPDATE attempts SET state = :state, ended_at = :ended_at, duration_s = :duration_s,
+       exit_code = :exit_code, signal = :signal, failure_class = :failure_class,
+       failure_detail = :failure_detail
+WHERE attempt_id = :attempt_id AND state = 'running';
+
+-- name: running_attempts
+-- Attempts some runner left running: the candidates for reconciliation.
+SELECT a.attempt_id, a.job_id, a.pid, a.pgid, a.process_start, a.token, a.started_at, j.key
+FROM attempts a JOIN jobs j USING (job_id)
+WHERE a.state = 'running'
+ORDER BY a.attempt_id;
+
+-- name: run_results
+-- Each job planned by a run with its attempt of that run, or else its standing success,
+-- for the compatibility manifest.
+SELECT j.key, j.dose, j.view, j.split, j.state, a.exit_code, a.signal, a.failure_class,
+       a.stdout_log, a.number, a.run_id = :run_id AS executed
+FROM jobs j
+LEFT JOIN attempts a
+       ON a.attempt_id = COALESCE(
+            (SELECT MAX(attempt_id) FROM attempts m WHERE m.job_id = j.job_id AND m.run_id = :run_id),
+            (SELECT attempt_id FROM attempts s WHERE s.job_id = j.job_id AND s.state = 'succeeded'))
+WHERE j.last_run_id = :run_id
+ORDER BY j.plan_order;
+
+-- name: status_jobs
+-- One line per job for `runner status`.
+SELECT key, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
+       failure_class, detail, stdout_log, stderr_log
+FROM condition_grid;
+
+-- name: latest_run
+SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, git_commit, slots
+FROM runs ORDER BY run_id DESC LIMIT 1;

@@ -1,0 +1,90 @@
+"""Resuming a study: clean up what a dead runner left running, then choose what to run again.
+
+A succeeded job is skipped when its input fingerprint is unchanged; failed, interrupted and
+changed jobs run again; --force reruns everything, --only-failed only failed and interrupted ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import dataclass
+
+from runner.executors.local import group_alive, pids_with_token, process_start, signal_group
+from runner.jobs import FailureClass, Job, JobState, Outcome
+from runner.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Selection:
+    to_run: list[tuple[Job, int]]  # (job, job_id)
+    skipped: list[Job]
+    blocked: list[Job]
+
+
+async def _stop_pids(pids: list[int], grace: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if sig == signal.SIGTERM:
+            for _ in range(int(grace / 0.05) + 1):
+                if not any(os.path.exists(f"/proc/{pid}") for pid in pids):
+                    return
+                await asyncio.sleep(0.05)
+
+
+async def reconcile(ledger: Ledger, grace: float) -> list[str]:
+    """Attempts left `running` by a runner that died become interrupted; their processes die."""
+    notes = []
+    for attempt in await ledger.running_attempts():
+        killed = False
+        if attempt.pgid and attempt.pid and attempt.process_start \
+                and process_start(attempt.pid) == attempt.process_start and group_alive(attempt.pgid):
+            signal_group(attempt.pgid, signal.SIGTERM)
+            killed = True
+        # Members that left the group, or a child whose pid was never recorded, carry the token.
+        stray = pids_with_token(attempt.token)
+        if stray:
+            await _stop_pids(stray, grace)
+            killed = True
+        if attempt.pgid and group_alive(attempt.pgid) and killed:
+            signal_group(attempt.pgid, signal.SIGKILL)
+        detail = ("the runner died while this attempt ran; its leftover processes were killed"
+                  if killed else "the runner died while this attempt ran; no process was left")
+        await ledger.finish_attempt(attempt.attempt_id, attempt.job_id,
+                                    Outcome(False, failure_class=FailureClass.INTERRUPTED, detail=detail),
+                                    None)
+        notes.append(f"{attempt.job_key}: attempt left running by an earlier runner is now interrupted"
+                     + (" (its processes were killed)" if killed else ""))
+    return notes
+
+
+async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, JobState, str | None]],
+                 force: bool, only_failed: bool) -> Selection:
+    to_run, skipped, blocked = [], [], []
+    for job in jobs:
+        job_id, state, success_fingerprint = rows[job.key]
+        if job.blocked_reason:
+            await ledger.set_job_state(job_id, JobState.BLOCKED, job.blocked_reason)
+            blocked.append(job)
+            continue
+        if force:
+            run = True
+        elif only_failed:
+            run = state in (JobState.FAILED, JobState.INTERRUPTED)
+        else:
+            run = success_fingerprint != job.fingerprint
+        if run:
+            if state is not JobState.PENDING:
+                await ledger.set_job_state(job_id, JobState.PENDING)
+            to_run.append((job, job_id))
+        else:
+            if success_fingerprint and state is not JobState.SUCCEEDED:
+                # Its success still stands, e.g. after a forced rerun of it was interrupted.
+                await ledger.set_job_state(job_id, JobState.SUCCEEDED)
+            skipped.append(job)
+    return Selection(to_run, skipped, blocked)

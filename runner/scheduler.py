@@ -1,0 +1,167 @@
+"""The asyncio loop that runs a list of jobs on a pool of slots.
+
+It knows nothing of ptychography: it launches each job's argv on a free slot, pins it to the
+slot's device, enforces the timeout, judges the outcome, retries what may be retried and records
+every step in the ledger before it happens. A stop request (Ctrl-C, SIGTERM) stops launching,
+terminates every running attempt's process group and records them as interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
+from runner.jobs import FailureClass, Job, Outcome
+from runner.ledger import Ledger
+from runner.results import check_metrics, classify_exit
+from runner.slots import Slot, SlotPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Policy:
+    timeout: float | None = None  # seconds per attempt
+    grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    retries: int = 0  # extra attempts per job and run after a retryable failure
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the scheduler tells the user interface."""
+
+    kind: str  # 'started' | 'finished' | 'retrying'
+    job: Job
+    attempt: int
+    slot: Slot
+    outcome: Outcome | None = None
+    duration_s: float | None = None
+    stderr_log: str | None = None
+
+
+def child_environment(job: Job, slot: Slot, token: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(dict(job.env))
+    env.update({
+        "CUDA_VISIBLE_DEVICES": slot.device.visible_id,  # '' hides every GPU from CPU jobs
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # indices match nvidia-smi's
+        "PYTHONUNBUFFERED": "1",  # logs grow as the child writes
+        "RUNNER_ATTEMPT_TOKEN": token,  # lets a later runner find strays of this attempt
+    })
+    return env
+
+
+def log_paths(job: Job) -> Callable[[int], tuple]:
+    folder = job.output_dir / "logs"
+    return lambda n: (folder / f"attempt-{n}.stdout.log", folder / f"attempt-{n}.stderr.log")
+
+
+class Scheduler:
+    def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy,
+                 on_event: Callable[[Event], None] = lambda e: None,
+                 executor: LocalExecutor | None = None) -> None:
+        self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
+        self.executor = executor or LocalExecutor()
+        self.on_event = on_event
+        self.stop_signal: int | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self, signum: int) -> None:
+        """Called from a signal handler: stop launching and interrupt what runs."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        self._stop.set()
+
+    async def run(self, work: list[tuple[Job, int]]) -> None:
+        queue = deque((job, job_id, 0) for job, job_id in work)
+        running: dict[asyncio.Task, tuple[Job, int, int, Slot]] = {}
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        try:
+            while queue or running:
+                while queue and self.pool.has_free() and not self._stop.is_set():
+                    job, job_id, tries = queue.popleft()
+                    slot = self.pool.take()
+                    task = asyncio.create_task(self._attempt(job, job_id, slot))
+                    running[task] = (job, job_id, tries, slot)
+                if not running:
+                    break  # stopping with nothing left to wait for
+                done, _ = await asyncio.wait({*running, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done & running.keys():
+                    job, job_id, tries, slot = running.pop(task)
+                    self.pool.give_back(slot)
+                    outcome = task.result()
+                    if self._should_retry(outcome, tries):
+                        self.on_event(Event("retrying", job, tries + 1, slot, outcome))
+                        queue.append((job, job_id, tries + 1))
+        finally:
+            stop_waiter.cancel()
+
+    def _should_retry(self, outcome: Outcome, tries: int) -> bool:
+        if outcome.succeeded or self._stop.is_set() or tries >= self.policy.retries:
+            return False
+        return outcome.failure_class is not None and outcome.failure_class.retryable
+
+    async def _attempt(self, job: Job, job_id: int, slot: Slot) -> Outcome:
+        token = uuid.uuid4().hex
+        argv = list(job.argv)
+        attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
+            job_id, self.run_id, job, argv, slot.name, slot.device.visible_id, slot.device.uuid,
+            token, log_paths(job))
+        self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
+        started = time.monotonic()
+        launched_ns = time.time_ns()
+        try:
+            handle = await self.executor.launch(LaunchSpec(
+                tuple(argv), job.cwd, child_environment(job, slot, token), stdout_log, stderr_log))
+        except LaunchError as exc:
+            outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
+        else:
+            await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
+            outcome = await self._wait(job, handle, launched_ns)
+        duration = round(time.monotonic() - started, 3)
+        # Shielded: the result of a finished child is recorded even if we are being cancelled.
+        await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
+        self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
+        return outcome
+
+    async def _wait(self, job: Job, handle, launched_ns: int) -> Outcome:
+        exit_task = asyncio.create_task(self.executor.wait(handle))
+        stop_task = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({exit_task, stop_task}, timeout=self.policy.timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_task.cancel()
+        if exit_task in done:
+            returncode = exit_task.result()
+            if await self.executor.clean_up_group(handle, self.policy.grace):
+                log.warning("%s: killed processes its command left running", job.key)
+            return self._judge(job, returncode, launched_ns)
+        exit_task.cancel()
+        returncode = await self.executor.terminate(handle, self.policy.grace)
+        if self._stop.is_set():
+            return Outcome(False, exit_code=returncode if returncode >= 0 else None,
+                           signal=-returncode if returncode < 0 else None,
+                           failure_class=FailureClass.INTERRUPTED,
+                           detail=f"the runner was stopped by signal {self.stop_signal}", interrupted=True)
+        return Outcome(False, exit_code=returncode if returncode >= 0 else None,
+                       signal=-returncode if returncode < 0 else None,
+                       failure_class=FailureClass.TIMEOUT,
+                       detail=f"ran past --timeout {self.policy.timeout:g}s; process group killed")
+
+    def _judge(self, job: Job, returncode: int, launched_ns: int) -> Outcome:
+        if returncode != 0:
+            failure, code, sig = classify_exit(returncode)
+            detail = f"killed by signal {sig}" if sig else f"exit code {code}"
+            return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
+        problem = check_metrics(job.check, launched_ns)
+        if problem:
+            return Outcome(False, exit_code=0, failure_class=FailureClass.NO_METRICS, detail=problem)
+        return Outcome(True, exit_code=0)

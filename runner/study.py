@@ -1,0 +1,206 @@
+"""The ptychography study: Phase C-F artifact folders -> one Job per (dose, view, split).
+
+The only module that knows doses, views, splits and the compare_models command line.
+A job whose input is missing is still planned, as blocked, naming the path it lacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from runner.config import Settings
+from runner.jobs import Job, MetricsCheck
+from runner.npzmeta import NpzEntryError, read_npz_string
+
+METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
+EXPECTED_MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+METRICS_FILE = "comparison_metrics.csv"
+RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
+MAX_MANIFEST_BYTES = 16 << 20
+DOSE_DIR = re.compile(r"^dose_(\d+)$")
+
+
+class PlanError(Exception):
+    """The study folders cannot be turned into a plan."""
+
+
+def discover_doses(phase_c_root: Path) -> list[int]:
+    doses = sorted(int(m.group(1)) for p in phase_c_root.iterdir()
+                   if p.is_dir() and (m := DOSE_DIR.match(p.name)))
+    if not doses:
+        raise PlanError(f"no dose_<int> folders in {phase_c_root}; is --phase-c-root the Phase C output?")
+    return doses
+
+
+def read_json(path: Path) -> Any:
+    """A manifest, size-checked before it is parsed."""
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise PlanError(f"manifest {path} is {size} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"manifest {path} is not valid JSON ({exc}); fix or remove it") from None
+
+
+def _clean_metadata(raw: Any, source: Path) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise PlanError(f"Phase D metadata in {source} is not a JSON object")
+    meta = {}
+    for name in METADATA_FIELDS:
+        value = raw.get(name)
+        expected = str if name == "selection_strategy" else (int, float)
+        if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            raise PlanError(f"Phase D metadata in {source}: {name} = {value!r} has the wrong type")
+        meta[name] = value
+    return meta
+
+
+def _view_npz(settings: Settings, dose: int, view: str, split: str) -> Path | None:
+    if settings.phase_d_root is None:
+        return None
+    folder = settings.phase_d_root / f"dose_{dose}" / view
+    for candidate in (folder / f"{view}_{split}.npz", folder / f"{split}.npz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _npz_metadata(path: Path) -> dict[str, Any] | None:
+    try:
+        text = read_npz_string(path, "_metadata")
+    except NpzEntryError as exc:
+        raise PlanError(f"{path}: _metadata cannot be read ({exc})") from None
+    if text is None:
+        return None
+    try:
+        return _clean_metadata(json.loads(text), path)
+    except json.JSONDecodeError:
+        raise PlanError(f"{path}: _metadata is not a JSON string; regenerate Phase D") from None
+
+
+def _manifest_metadata(settings: Settings) -> dict[tuple[int, str, str], dict[str, Any]]:
+    """Phase D metadata copied by Phase F into reconstruction_manifest.json, by condition."""
+    path = settings.phase_f_root / "reconstruction_manifest.json"
+    if not path.is_file():
+        return {}
+    data = read_json(path)
+    results = data.get("execution_results", []) if isinstance(data, dict) else None
+    if not isinstance(results, list):
+        raise PlanError(f"manifest {path}: execution_results must be a list")
+    found = {}
+    for entry in results:
+        if isinstance(entry, dict) and {"dose", "view", "split"} <= entry.keys():
+            try:
+                key = (int(float(entry["dose"])), str(entry["view"]), str(entry["split"]))
+            except (TypeError, ValueError):
+                raise PlanError(f"manifest {path}: dose {entry['dose']!r} is not a number") from None
+            found[key] = _clean_metadata(entry, path)
+    return found
+
+
+def _reconstruction_path(settings: Settings, dose: int, view: str, split: str) -> Path:
+    legacy = settings.phase_f_root / f"dose_{dose}_{view}_{split}" / "manifest.json"
+    if legacy.is_file():
+        data = read_json(legacy)
+        output_dir = data.get("output_dir") if isinstance(data, dict) else None
+        if not isinstance(output_dir, str) or not output_dir:
+            raise PlanError(f"manifest {legacy} has no output_dir string")
+        folder = Path(output_dir)
+        folder = folder if folder.is_absolute() else settings.phase_f_root / folder
+        return folder if folder.suffix == ".npz" else folder / RECONSTRUCTION_FILE
+    return settings.phase_f_root / f"dose_{dose}" / view / split / RECONSTRUCTION_FILE
+
+
+def _model_problem(folder: Path, checkpoint_name: str | None, what: str) -> str | None:
+    if not folder.is_dir():
+        return f"missing {what} model folder {folder}"
+    if checkpoint_name:
+        if not (folder / checkpoint_name).is_file():
+            return f"missing {what} checkpoint {folder / checkpoint_name}"
+    elif not any(folder.iterdir()):
+        return f"{what} model folder {folder} is empty"
+    return None
+
+
+def _files_signature(paths: list[Path]) -> list[list]:
+    """Path, size and mtime of every input file (folders walked), as Nextflow hashes inputs."""
+    entries = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if file.exists():
+                stat = file.stat()
+                entries.append([str(file), stat.st_size, stat.st_mtime_ns])
+    return entries
+
+
+def compare_script(settings: Settings) -> Path | None:
+    """The script file the compare command runs, so that editing it changes the fingerprint."""
+    cmd = settings.compare_cmd
+    if "-m" in cmd[:-1]:
+        module = cmd[cmd.index("-m") + 1].replace(".", "/")
+        for candidate in (settings.workdir / f"{module}.py", settings.workdir / module / "__main__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+    for token in cmd:
+        candidate = Path(token) if Path(token).is_absolute() else settings.workdir / token
+        if candidate.suffix == ".py" and candidate.is_file():
+            return candidate
+    return None
+
+
+def plan(settings: Settings) -> list[Job]:
+    """Every (dose, view, split) condition the folders hold, in the study's order."""
+    found = discover_doses(settings.phase_c_root)
+    doses = [d for d in found if not settings.doses or d in settings.doses]
+    if not doses:
+        raise PlanError(f"--dose {', '.join(map(str, settings.doses))} matches none of the doses "
+                        f"found ({', '.join(map(str, found))})")
+    script = compare_script(settings)
+    script_hash = hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
+    manifest_meta = _manifest_metadata(settings)
+    jobs = []
+    for dose in doses:
+        for view in settings.views:
+            for split in settings.splits:
+                jobs.append(_job(settings, dose, view, split, manifest_meta, script_hash))
+    return jobs
+
+
+def _job(settings: Settings, dose: int, view: str, split: str,
+         manifest_meta: dict, script_hash: str) -> Job:
+    e_root, c_root = settings.phase_e_root / f"dose_{dose}", settings.phase_c_root / f"dose_{dose}"
+    pinn_dir, baseline_dir = e_root / view / "gs2", e_root / "baseline" / "gs1"
+    view_npz = _view_npz(settings, dose, view, split)
+    if settings.test_data_source(view) == "phase_d":
+        test_data = view_npz or (settings.phase_d_root or Path("<no --phase-d-root>")) / f"dose_{dose}" / view / f"{view}_{split}.npz"
+    else:
+        test_data = c_root / f"patched_{split}.npz"
+    reconstruction = _reconstruction_path(settings, dose, view, split)
+    output_dir = settings.artifact_root / f"dose_{dose}" / view / split
+
+    problems = [_model_problem(pinn_dir, settings.checkpoint_name, "PINN"),
+                _model_problem(baseline_dir, settings.checkpoint_name, "baseline")]
+    problems += [f"missing test data {test_data}" if not test_data.is_file() else None,
+                 f"missing reconstruction {reconstruction}" if not reconstruction.is_file() else None]
+    blocked = "; ".join(p for p in problems if p) or None
+
+    metadata = (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get((dose, view, split)) \
+        or dict.fromkeys(METADATA_FIELDS)
+    argv = (*settings.compare_cmd,
+            "--pinn_dir", str(pinn_dir), "--baseline_dir", str(baseline_dir),
+            "--test_data", str(test_data), "--output_dir", str(output_dir),
+            "--ms-ssim-sigma", "1.0", "--tike_recon_path", str(reconstruction),
+            "--register-ptychi-only", *settings.compare_args)
+    inputs = _files_signature([pinn_dir, baseline_dir, test_data, reconstruction])
+    fingerprint = hashlib.sha256(json.dumps([argv, inputs, script_hash]).encode()).hexdigest()
+    return Job(key=f"dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
+               output_dir=output_dir, check=MetricsCheck(output_dir / METRICS_FILE, EXPECTED_MODELS),
+               fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},
+               metadata=metadata, blocked_reason=blocked)
