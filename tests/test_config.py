@@ -1,0 +1,52 @@
+"""Settings: TOML file plus flags, flags win, every mistake a ConfigError."""
+
+import pytest
+
+from runner.config import ConfigError, build_settings
+
+
+def test_toml_keys_are_read_and_paths_are_relative_to_the_file(study, tmp_path):
+    config = tmp_path / "study.toml"
+    config.write_text('study_root = "study"\nretries = 2\ngpus = "none"\ntimeout = 600\n'
+                      'test_data = {sparse = "phase_d"}\n')
+    (tmp_path / "elsewhere").mkdir()
+    s = build_settings({"config": str(config)}, cwd=tmp_path / "elsewhere")
+    assert s.phase_c_root == study / "phase_c" and s.artifact_root == study / "analysis"
+    assert (s.retries, s.gpus, s.timeout) == (2, "none", 600.0)
+    assert s.test_data_source("sparse") == "phase_d" and s.test_data_source("dense") == "phase_c"
+    assert s.ledger == study / "analysis" / "ledger.db"
+
+
+def test_flags_override_the_file(study, tmp_path):
+    config = tmp_path / "study.toml"
+    config.write_text('study_root = "study"\nretries = 2\n')
+    s = build_settings({"config": str(config), "retries": 5, "ledger": "my.db"}, cwd=tmp_path)
+    assert s.retries == 5 and s.ledger == tmp_path / "my.db"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("retries = [", "not valid TOML"),
+    ("retires = 3", "unknown key 'retires'"),
+    ("retries = -1", "--retries must be an integer >= 0"),
+    ("timeout = 0", "--timeout must be a positive"),
+    ('view = ["diagonal"]', "'diagonal' is not one of dense, sparse"),
+    ('dose = ["-3"]', "positive whole number"),
+])
+def test_bad_config_values_are_named(study, tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'study_root = "study"\n{content}\n')
+    with pytest.raises(ConfigError, match=message):
+        build_settings({"config": str(config)}, cwd=tmp_path)
+
+
+def test_missing_roots_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="--phase-c-root .* is not a folder"):
+        build_settings({"phase_c_root": "nope", "phase_e_root": ".", "phase_f_root": ".",
+                        "artifact_root": "."}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="--artifact-root is required"):
+        build_settings({"phase_c_root": ".", "phase_e_root": ".", "phase_f_root": "."}, cwd=tmp_path)
+
+
+def test_force_and_only_failed_contradict(study):
+    with pytest.raises(ConfigError, match="contradict"):
+        build_settings({"study_root": str(study), "force": True, "only_failed": True})

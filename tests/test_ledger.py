@@ -1,0 +1,161 @@
+"""The ledger file: migrations, refusal of foreign or newer files, and the rules the schema keeps."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from runner import ledger as ledger_module
+from runner.jobs import FailureClass, Job, JobState, MetricsCheck, Outcome
+from runner.ledger import SCHEMA_VERSION, Ledger, LedgerError, connect_reader, prepare
+
+
+def job(key="dose_1000/dense/train", fingerprint="f1") -> Job:
+    return Job(key=key, argv=("python", "x.py"), cwd=Path("/tmp"), output_dir=Path("/tmp/out"),
+               check=MetricsCheck(Path("/tmp/out/m.csv"), ("A",)), fingerprint=fingerprint,
+               condition={"dose": 1000, "view": "dense", "split": "train"},
+               metadata={"selection_strategy": "greedy", "acceptance_rate": 0.008})
+
+
+def test_new_ledger_has_current_schema_wal_and_private_mode(tmp_path):
+    path = tmp_path / "ledger.db"
+    prepare(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
+    assert {"runs", "jobs", "attempts", "condition_grid", "failed_attempts"} <= names
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_ledger_from_a_newer_runner_is_refused(tmp_path):
+    path = tmp_path / "ledger.db"
+    prepare(path)
+    sqlite3.connect(path).execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(LedgerError, match="newer than this runner"):
+        prepare(path)
+    with pytest.raises(LedgerError, match="newer than this runner"):
+        connect_reader(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"just some text, no database here", "not a SQLite file"),
+])
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path, content, message):
+    path = tmp_path / "notes.db"
+    path.write_bytes(content)
+    with pytest.raises(LedgerError, match=message):
+        prepare(path)
+    assert path.read_bytes() == content
+
+
+def test_another_programs_sqlite_database_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    sqlite3.connect(path).execute("CREATE TABLE photos (id INTEGER)")
+    with pytest.raises(LedgerError, match="not a runner ledger"):
+        prepare(path)
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(LedgerError, match="is a directory"):
+        prepare(tmp_path)
+
+
+def test_failed_migration_leaves_version_and_schema_unchanged(tmp_path, monkeypatch):
+    path = tmp_path / "ledger.db"
+    prepare(path)
+    broken = ledger_module.MIGRATIONS + [(SCHEMA_VERSION + 1, "CREATE TABLE extra (x INTEGER);\nSELECT no_such_function();")]
+    monkeypatch.setattr(ledger_module, "MIGRATIONS", broken)
+    monkeypatch.setattr(ledger_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(LedgerError):
+        prepare(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'extra'").fetchone()[0] == 0
+
+
+async def test_attempt_lifecycle_moves_job_state(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, ["runner"], "0", None, [])
+        rows = await ledger.sync_jobs([job()], run_id)
+        job_id, state, success = rows["dose_1000/dense/train"]
+        assert state is JobState.PENDING and success is None
+        logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
+        attempt_id, number, out, _ = await ledger.start_attempt(job_id, run_id, job(), ["a"], "cpu0", "", None, "t1", logs)
+        assert number == 1 and out == tmp_path / "1.out"
+        await ledger.finish_attempt(attempt_id, job_id, Outcome(True, exit_code=0), 1.5)
+        rows = await ledger.sync_jobs([job()], run_id)
+        assert rows["dose_1000/dense/train"][1:] == (JobState.SUCCEEDED, "f1")
+    finally:
+        await ledger.close()
+    grid = connect_reader(path).execute("SELECT * FROM condition_grid").fetchone()
+    assert (grid["state"], grid["latest_attempt"], grid["selection_strategy"]) == ("succeeded", 1, "greedy")
+
+
+async def test_a_new_success_supersedes_the_old_one(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
+        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
+        logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
+        for token in ("t1", "t2"):
+            attempt_id, *_ = await ledger.start_attempt(job_id, run_id, job(), [], "cpu0", "", None, token, logs)
+            await ledger.finish_attempt(attempt_id, job_id, Outcome(True, exit_code=0), 1.0)
+    finally:
+        await ledger.close()
+    states = [r[0] for r in sqlite3.connect(path).execute("SELECT state FROM attempts ORDER BY number")]
+    assert states == ["superseded", "succeeded"]
+
+
+def test_schema_refuses_two_successes_and_backward_moves(tmp_path):
+    path = tmp_path / "ledger.db"
+    prepare(path)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO runs (run_id, started_at, host, user, pid, argv, runner_version) "
+                 "VALUES (1, 'now', 'h', 'u', 1, '[]', '0')")
+    conn.execute("INSERT INTO jobs (job_id, key, plan_order, argv, cwd, output_dir, fingerprint, state, updated_at) "
+                 "VALUES (1, 'k', 0, '[]', '/', '/', 'f', 'pending', 'now')")
+    insert = ("INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, started_at, "
+              "stdout_log, stderr_log) VALUES (1, 1, ?, ?, ?, '[]', 'f', 'now', 'o', 'e')")
+    conn.execute(insert, (1, "succeeded", "a"))
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(insert, (2, "succeeded", "b"))
+    with pytest.raises(sqlite3.IntegrityError, match="only move forward"):
+        conn.execute("UPDATE attempts SET state = 'running' WHERE number = 1")
+
+
+async def test_reader_sees_committed_rows_while_the_writer_is_open(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
+        await ledger.sync_jobs([job("a"), job("b")], run_id)
+        reader = connect_reader(path)
+        assert [r["key"] for r in reader.execute("SELECT key FROM jobs ORDER BY plan_order")] == ["a", "b"]
+        with pytest.raises(sqlite3.OperationalError):
+            reader.execute("DELETE FROM jobs")  # read-only connection
+        reader.close()
+    finally:
+        await ledger.close()
+
+
+async def test_failure_rolls_back_the_whole_transaction(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
+        duplicate = [job("same"), job("other"), job("same")]
+        await ledger.sync_jobs(duplicate, run_id)  # upsert: the second 'same' updates the first
+        bad = job("x")
+        object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
+        with pytest.raises(Exception):
+            await ledger.sync_jobs([job("y"), bad], run_id)
+        count = (await (await ledger._db.execute("SELECT COUNT(*) FROM jobs")).fetchone())[0]
+        assert count == 2  # 'y' was rolled back with the failing row
+        assert not ledger._db.in_transaction
+        assert FailureClass.TIMEOUT.retryable and not FailureClass.BLOCKED.retryable
+    finally:
+        await ledger.close()
