@@ -8,12 +8,22 @@ The names a comparison script needs are re-exported here:
 `load_model`, `predict_patches`, `stitch_patches`, `read_ptycho_npz`, `read_reconstruction`.
 """
 
-from ptychokit.checkpoint import CheckpointInfo, load_model, save_model
-from ptychokit.inference import predict_patches
-from ptychokit.npz_io import PtychoData, read_ptycho_npz, read_reconstruction, read_view_metadata
-from ptychokit.stitching import stitch_patches
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointInfo", "PtychoData", "load_model", "predict_patches", "read_ptycho_npz",
-    "read_reconstruction", "read_view_metadata", "save_model", "stitch_patches",
-]
+import importlib
+from typing import Any
+
+# Exported name -> module; imported on first use so that `import ptychokit.scan` stays light.
+_EXPORTS = {
+    "CheckpointInfo": "checkpoint", "load_model": "checkpoint", "save_model": "checkpoint",
+    "predict_patches": "inference", "stitch_patches": "stitching",
+    "PtychoData": "npz_io", "read_ptycho_npz": "npz_io", "read_reconstruction": "npz_io",
+    "read_view_metadata": "npz_io",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ptychokit' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ptychokit.{_EXPORTS[name]}"), name)
