@@ -127,7 +127,7 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         config_path = _path(cli["config"], "--config", cwd)
         merged.update(read_toml(config_path))
         base = config_path.parent  # paths in the file are relative to the file
-    flag_values = {k: v for k, v in cli.items() if v not in (None, [], False)}
+    flag_values = {k: v for k, v in cli.items() if v is not None and v is not False and v != []}
     merged.update(flag_values)
 
     def root(name: str, default: Path | None) -> Path | None:

@@ -158,10 +158,11 @@ def compare_script(settings: Settings) -> Path | None:
 def plan(settings: Settings) -> list[Job]:
     """Every (dose, view, split) condition the folders hold, in the study's order."""
     found = discover_doses(settings.phase_c_root)
+    for dose in settings.doses:
+        if dose not in found:
+            raise PlanError(f"--dose {dose} matches no dose_<int> folder in {settings.phase_c_root} "
+                            f"(found {', '.join(map(str, found))})")
     doses = [d for d in found if not settings.doses or d in settings.doses]
-    if not doses:
-        raise PlanError(f"--dose {', '.join(map(str, settings.doses))} matches none of the doses "
-                        f"found ({', '.join(map(str, found))})")
     script = compare_script(settings)
     script_hash = hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
     manifest_meta = _manifest_metadata(settings)

@@ -37,7 +37,7 @@ def test_filters_select_conditions(study):
 
 
 def test_dose_filter_matching_nothing_is_an_error(study):
-    with pytest.raises(PlanError, match="matches none"):
+    with pytest.raises(PlanError, match="--dose 5 matches no dose_<int> folder"):
         plan(settings(study, dose=["5"]))
 
 
