@@ -49,8 +49,11 @@ def render(snap: dict) -> str:
     header = f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log"
     lines.append(header)
     for job in snap["jobs"]:
-        outcome = job["failure_class"] or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
-        log = job["stderr_log"] or (job["detail"] or "")
+        if job["state"] == "blocked":
+            outcome, log = "blocked", job["detail"]
+        else:
+            outcome = job["failure_class"] or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
+            log = job["stderr_log"] or ""
         device = "-" if job["device"] is None else (job["device"] or "cpu")
         lines.append(f"{job['key']:<26} {job['state']:<11} {job['latest_attempt'] or '-':>3} "
                      f"{device:<8} {_duration(job['duration_s']):>8}  {outcome:<14} {log}")

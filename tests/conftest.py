@@ -11,50 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from fixture_study import make_study
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_COMPARE = Path(__file__).resolve().parent / "fake_compare.py"
-VIEWS, SPLITS = ("dense", "sparse"), ("train", "test")
-
-
-def _npz(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-
-
-def make_study(root: Path, doses=(1000, 10000, 100000), metadata_in="npz") -> Path:
-    """A study tree with every input of every condition (tiny arrays, real formats)."""
-    n, size = 4, 8
-    for dose in doses:
-        for split in SPLITS:
-            _npz(root / f"phase_c/dose_{dose}/patched_{split}.npz",
-                 diffraction=np.ones((n, size, size), np.float32),
-                 probeGuess=np.ones((size, size), np.complex64),
-                 objectGuess=np.ones((16, 16), np.complex64),
-                 xcoords=np.arange(n, dtype=np.float64), ycoords=np.arange(n, dtype=np.float64))
-        for folder in ("baseline/gs1", "dense/gs2", "sparse/gs2"):
-            model = root / f"phase_e/dose_{dose}/{folder}"
-            model.mkdir(parents=True, exist_ok=True)
-            (model / "model.pt").write_bytes(b"weights")
-        for view in VIEWS:
-            for split in SPLITS:
-                meta = {"overlap_view": view, "spacing_threshold": 38.4 if view == "dense" else 102.4,
-                        "n_accepted": 3, "n_rejected": 1, "acceptance_rate": 0.75,
-                        "selection_strategy": "direct" if view == "dense" else "greedy"}
-                arrays = {"diffraction": np.ones((n, size, size), np.float32)}
-                if metadata_in == "npz":
-                    arrays["_metadata"] = np.array(json.dumps(meta))
-                _npz(root / f"phase_d/dose_{dose}/{view}/{view}_{split}.npz", **arrays)
-                _npz(root / f"phase_f/dose_{dose}/{view}/{split}/ptychi_reconstruction.npz",
-                     reconstructed_object=np.ones((16, 16), np.complex64), algorithm=np.array("ePIE"))
-    if metadata_in == "manifest":
-        results = [{"dose": d, "view": v, "split": s, "selection_strategy": "greedy",
-                    "acceptance_rate": 0.008, "spacing_threshold": 38.4, "n_accepted": 42,
-                    "n_rejected": 5046} for d in doses for v in VIEWS for s in SPLITS]
-        (root / "phase_f/reconstruction_manifest.json").write_text(json.dumps({"execution_results": results}))
-    return root
 
 
 @pytest.fixture

@@ -90,7 +90,8 @@ CREATE VIEW condition_grid AS
 SELECT j.dose, j.view, j.split, j.state,
        (SELECT COUNT(*) FROM attempts c WHERE c.job_id = j.job_id) AS n_attempts,
        a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code,
-       a.failure_class, COALESCE(a.failure_detail, j.blocked_reason) AS detail,
+       a.failure_class,
+       CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
        a.stdout_log, a.stderr_log,
        j.selection_strategy, j.acceptance_rate, j.spacing_threshold, j.n_accepted, j.n_rejected,
        j.key, j.job_id, j.plan_order

@@ -1,0 +1,38 @@
+"""The runner core stays free of torch and numpy, and an installed (non-editable) package
+carries its SQL files."""
+
+import subprocess
+import sys
+import venv
+import zipfile
+
+from conftest import REPO, run_runner
+
+
+def test_runner_core_imports_neither_torch_nor_numpy():
+    code = ("import sys, runner.cli, runner.status, runner.scheduler, runner.study; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_installed_wheel_runs_from_anywhere(tmp_path, study):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "runner/migrations/0001_initial.sql" in names and "runner/queries.sql" in names
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                    "--target", str(tmp_path / "site"), str(wheel)], check=True, capture_output=True)
+    run_runner(study, "--dose", "1000")
+    env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(python), "-m", "runner", "status", "--ledger", str(study / "analysis/ledger.db")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "4 jobs: 4 succeeded" in result.stdout
+    located = subprocess.run([str(python), "-c", "import runner; print(runner.__file__)"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True)
+    assert located.stdout.startswith(str(tmp_path / "site"))

@@ -1,0 +1,49 @@
+"""`runner status`: the table, JSON and totals, from a real ledger."""
+
+import json
+import subprocess
+import sys
+
+from conftest import run_runner, runner_env
+
+
+def status(*args):
+    return subprocess.run([sys.executable, "-m", "runner", "status", *args], env=runner_env(),
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_status_lists_every_job_with_totals(study):
+    run_runner(study, behaviour={"dose_1000/dense/test": {"exit": 4}})
+    (study / "phase_e/dose_100000/baseline/gs1/model.pt").unlink()
+    run_runner(study, "--dose", "100000")
+    result = status("--artifact-root", str(study / "analysis"))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ledger ") and "run 2" in lines[0]
+    failed = next(line for line in lines if line.startswith("dose_1000/dense/test "))
+    assert "failed" in failed and "exit_code" in failed and "attempt-1.stderr.log" in failed
+    blocked = next(line for line in lines if line.startswith("dose_100000/dense/train "))
+    assert "blocked" in blocked and "baseline model folder" in blocked
+    assert lines[-1] == "12 jobs: 4 blocked, 1 failed, 7 succeeded"
+
+
+def test_status_json_is_machine_readable(study):
+    run_runner(study, "--dose", "1000")
+    snap = json.loads(status("--ledger", str(study / "analysis/ledger.db"), "--json").stdout)
+    assert snap["totals"] == {"succeeded": 4}
+    assert [j["key"] for j in snap["jobs"]][:2] == ["dose_1000/dense/train", "dose_1000/dense/test"]
+    assert snap["run"]["outcome"] == "completed" and snap["jobs"][0]["device"] == ""
+
+
+def test_status_watch_refreshes_until_interrupted(study):
+    run_runner(study, "--dose", "1000")
+    watcher = subprocess.Popen([sys.executable, "-m", "runner", "status", "--watch", "0.2", "--ledger",
+                                str(study / "analysis/ledger.db")], env=runner_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, _ = watcher.communicate(timeout=1.5)
+    except subprocess.TimeoutExpired:
+        watcher.send_signal(2)
+        out, _ = watcher.communicate(timeout=10)
+    assert watcher.returncode == 0
+    assert out.count("4 jobs: 4 succeeded") >= 3
