@@ -4,7 +4,7 @@ A folder holds three files:
   model.pt           torch.save({"weights": state_dict, "probe": complex tensor}); loads with
                      torch.load(weights_only=True), nothing is unpickled
   model.json         format, kind (baseline|pinn), architecture, preprocessing, provenance
-  training_log.csv   epoch,loss,seconds
+  training_log.csv   epoch,step,loss,seconds
 `load_model` rebuilds the network from model.json and loads model.pt into it.
 """
 
@@ -55,7 +55,7 @@ def save_model(folder: Path, model: PatchNet, kind: str, preprocessing: dict[str
               "files": {"weights": WEIGHTS_FILE, "training_log": LOG_FILE}}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     with open(folder / LOG_FILE, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "loss", "seconds"])
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "step", "loss", "seconds"])
         writer.writeheader()
         writer.writerows(log)
 

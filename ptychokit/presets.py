@@ -24,8 +24,8 @@ class Preset:
     doses: tuple[int, ...]
     net_width: int  # channels of the first network stage
     net_latent: int  # width of the fully connected bottleneck
-    baseline_epochs: int
-    pinn_epochs: int
+    baseline_steps: int  # optimizer steps of each model
+    pinn_steps: int
     batch_size: int
     learning_rate: float
     solver_iterations: int
@@ -39,21 +39,21 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny", patch_size=32, object_size=112, scan_step=5.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_epochs=4,
-        pinn_epochs=4, batch_size=16, learning_rate=2e-3, solver_iterations=30, solver_batch=16,
+        doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_steps=4,
+        pinn_steps=4, batch_size=16, learning_rate=2e-3, solver_iterations=30, solver_batch=16,
         max_train_patterns=256,
     ),
     "demo": Preset(
         name="demo", patch_size=32, object_size=176, scan_step=4.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_epochs=12,
-        pinn_epochs=12, batch_size=16, learning_rate=2e-3, solver_iterations=80, solver_batch=24,
+        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=12,
+        pinn_steps=12, batch_size=16, learning_rate=2e-3, solver_iterations=80, solver_batch=24,
         max_train_patterns=1024,
     ),
     # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions.
     "full": Preset(
         name="full", patch_size=128, object_size=464, scan_step=3.3, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_epochs=30,
-        pinn_epochs=30, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
+        doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_steps=30,
+        pinn_steps=30, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
         max_train_patterns=20000,
     ),
 }

@@ -26,7 +26,7 @@ LossFn = Callable[[PatchNet, tuple[torch.Tensor, ...]], torch.Tensor]
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    epochs: int
+    steps: int  # optimizer steps in all; passes over the data follow from the data size
     batch_size: int
     learning_rate: float
     max_patterns: int
@@ -80,20 +80,28 @@ def _subsample(n: int, limit: int) -> np.ndarray:
 
 def _fit(model: PatchNet, per_sample: list[torch.Tensor], shared: list[torch.Tensor],
          loss_fn: LossFn, settings: TrainingSettings) -> list[dict[str, float]]:
-    """Adam over shuffled mini-batches; `shared` tensors (probe, weights) go whole into each batch."""
+    """Adam over shuffled mini-batches for a fixed number of steps, cosine-annealed.
+
+    A step budget rather than an epoch count: the views differ tenfold in size, and a fixed
+    number of passes would starve the sparse model of updates. `shared` tensors (probe, weights)
+    go whole into every batch. One log row per pass over the data.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(settings.epochs, 1))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(settings.steps, 1))
     generator = torch.Generator().manual_seed(settings.seed)
-    n, log, start = per_sample[0].shape[0], [], time.perf_counter()
+    n, log, start, step = per_sample[0].shape[0], [], time.perf_counter(), 0
     model.train()
-    for epoch in range(settings.epochs):
+    while step < settings.steps:
         losses = []
         for batch in torch.randperm(n, generator=generator).split(settings.batch_size):
             batch = batch.to(per_sample[0].device)
             tensors = tuple(t[batch] for t in per_sample) + tuple(shared)
             losses.append(training_step(model, optimizer, loss_fn, tensors))
-        schedule.step()
-        log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
+            schedule.step()
+            step += 1
+            if step >= settings.steps:
+                break
+        log.append({"epoch": len(log) + 1, "step": step, "loss": float(np.mean(losses)),
                     "seconds": time.perf_counter() - start})
     model.eval()
     return log

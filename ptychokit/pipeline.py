@@ -1,0 +1,152 @@
+"""The study, phase by phase: writes the STUDY.md §3 folders under one output root.
+
+Phase C simulates, D selects the overlap views, E trains the models, F runs the solver. Every
+phase reads what the one before wrote, so the files on disk are the only hand-over, as they are
+for the real study.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptychokit.checkpoint import save_model
+from ptychokit.networks import Architecture
+from ptychokit.npz_io import Reconstruction, read_ptycho_npz, write_ptycho_npz, write_reconstruction
+from ptychokit.presets import GRIDSIZE_CHANNELS, SPLITS, VIEWS, Preset
+from ptychokit.simulation import make_scene, measure
+from ptychokit.solver import ALGORITHM, SolverSettings, reconstruct
+from ptychokit.training import TrainingSettings, train_baseline, train_pinn
+from ptychokit.views import select_view
+
+log = logging.getLogger(__name__)
+METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
+
+
+def phase_c(root: Path, preset: Preset, seed: int) -> None:
+    scene = make_scene(preset, seed)
+    log.info("[C] object %dx%d, probe %dx%d, %d scan positions", *scene.object.shape,
+             *scene.probe.shape, scene.xcoords.size)
+    for dose in preset.doses:
+        for split, data in measure(scene, dose, seed).items():
+            write_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz", data)
+            mean_counts = float((data.diffraction.astype("float64") ** 2).sum((1, 2)).mean())
+            log.info("[C] dose %d %s: %d patterns, mean counts %.0f", dose, split,
+                     data.diffraction.shape[0], mean_counts)
+
+
+def phase_d(root: Path, preset: Preset) -> None:
+    for dose in preset.doses:
+        for view, overlap in VIEWS.items():
+            for split in SPLITS:
+                data = read_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
+                chosen = select_view(data.xcoords, data.ycoords, view, overlap, preset.patch_size)
+                meta = {**chosen.metadata, "dose": dose, "split": split}
+                subset = data.subset(chosen.indices)
+                write_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz",
+                                 _with_metadata(subset, meta))
+                log.info("[D] dose %d %s %s: kept %d of %d (%s, spacing >= %.1f px)", dose, view,
+                         split, meta["n_accepted"], meta["n_positions"], meta["selection_strategy"],
+                         meta["spacing_threshold"])
+
+
+def _with_metadata(data, meta: dict[str, Any]):
+    from dataclasses import replace
+    return replace(data, metadata=meta)
+
+
+def _training(preset: Preset, steps: int, seed: int) -> TrainingSettings:
+    return TrainingSettings(steps=steps, batch_size=preset.batch_size,
+                            learning_rate=preset.learning_rate,
+                            max_patterns=preset.max_train_patterns, seed=seed)
+
+
+def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
+    n = preset.patch_size
+    for dose in preset.doses:
+        train_path = root / "phase_c" / f"dose_{dose}" / "patched_train.npz"
+        data = read_ptycho_npz(train_path)
+        arch = Architecture(n, 1, preset.net_width, preset.net_latent)
+        trained = train_baseline(data, arch, _training(preset, preset.baseline_steps, seed), device)
+        _save(root / "phase_e" / f"dose_{dose}" / "baseline" / "gs1", trained, "baseline", None,
+              {"dose": dose, "view": None, "train_data": str(train_path.relative_to(root)),
+               "n_train": int(data.diffraction.shape[0]), "seed": seed, "preset": preset.name,
+               "loss": "illumination-weighted squared error to ground-truth patches"})
+        log.info("[E] dose %d baseline gs1: loss %.4g -> %.4g in %.1f s", dose,
+                 trained.log[0]["loss"], trained.log[-1]["loss"], trained.log[-1]["seconds"])
+        for view in VIEWS:
+            view_path = root / "phase_d" / f"dose_{dose}" / view / f"{view}_train.npz"
+            data = read_ptycho_npz(view_path)
+            arch = Architecture(n, GRIDSIZE_CHANNELS, preset.net_width, preset.net_latent)
+            trained = train_pinn(data, arch, _training(preset, preset.pinn_steps, seed), device)
+            _save(root / "phase_e" / f"dose_{dose}" / view / "gs2", trained, "pinn", data.probe,
+                  {"dose": dose, "view": view, "train_data": str(view_path.relative_to(root)),
+                   "n_train": int(data.diffraction.shape[0]), "seed": seed, "preset": preset.name,
+                   "loss": "Poisson negative log-likelihood of the measured counts"})
+            log.info("[E] dose %d %s gs2: loss %.4g -> %.4g in %.1f s", dose, view,
+                     trained.log[0]["loss"], trained.log[-1]["loss"], trained.log[-1]["seconds"])
+
+
+def _save(folder: Path, trained, kind: str, probe, provenance: dict[str, Any]) -> None:
+    provenance = {**provenance, "steps": trained.log[-1]["step"], "final_loss": trained.log[-1]["loss"],
+                  "train_seconds": trained.log[-1]["seconds"]}
+    save_model(folder, trained.model.cpu(), kind, trained.preprocessing, probe, provenance,
+               trained.log)
+
+
+def phase_f(root: Path, preset: Preset, seed: int, device: str) -> None:
+    settings = SolverSettings(iterations=preset.solver_iterations, batch_size=preset.solver_batch,
+                              seed=seed)
+    results = []
+    for dose in preset.doses:
+        for view in VIEWS:
+            for split in SPLITS:
+                data = read_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz")
+                solved = reconstruct(data.diffraction, data.probe, data.xcoords, data.ycoords,
+                                     data.object.shape, settings, device)
+                relative = Path(f"dose_{dose}") / view / split
+                write_reconstruction(
+                    root / "phase_f" / relative / "ptychi_reconstruction.npz",
+                    Reconstruction(solved.object, solved.probe, ALGORITHM, solved.elapsed_s,
+                                   settings.iterations),
+                    {"cost_history": torch.tensor(solved.cost_history).numpy(),
+                     "xcoords": data.xcoords, "ycoords": data.ycoords})
+                legacy = {"dose": dose, "view": view, "split": split, "output_dir": str(relative)}
+                _write_json(root / "phase_f" / f"dose_{dose}_{view}_{split}" / "manifest.json", legacy)
+                meta = data.metadata or {}
+                results.append({**legacy, "status": "success", "returncode": 0,
+                                "algorithm": ALGORITHM, "n_positions": int(data.diffraction.shape[0]),
+                                "computation_time_s": solved.elapsed_s,
+                                "final_cost": solved.cost_history[-1],
+                                **{name: meta.get(name) for name in METADATA_FIELDS}})
+                log.info("[F] dose %d %s %s: %d patterns, misfit %.4f, %.1f s", dose, view, split,
+                         data.diffraction.shape[0], solved.cost_history[-1], solved.elapsed_s)
+    _write_json(root / "phase_f" / "reconstruction_manifest.json",
+                {"algorithm": ALGORITHM, "solver": asdict(settings), "preset": preset.name,
+                 "output_dirs_relative_to": "phase_f", "execution_results": results})
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
+def run_study(root: Path, preset: Preset, seed: int, device: str) -> dict[str, float]:
+    """All four phases into `root`; returns the seconds each phase took (also in study.json)."""
+    timings: dict[str, float] = {}
+    for name, phase in (("C", lambda: phase_c(root, preset, seed)), ("D", lambda: phase_d(root, preset)),
+                        ("E", lambda: phase_e(root, preset, seed, device)),
+                        ("F", lambda: phase_f(root, preset, seed, device))):
+        start = time.perf_counter()
+        phase()
+        timings[name] = round(time.perf_counter() - start, 2)
+        log.info("phase %s done in %.1f s", name, timings[name])
+    _write_json(root / "study.json", {"preset": asdict(preset), "seed": seed, "device": device,
+                                      "torch": torch.__version__, "phase_seconds": timings})
+    return timings
