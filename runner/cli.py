@@ -28,7 +28,7 @@ from runner.progress import Progress
 from runner.resume import reconcile, select
 from runner.scheduler import Policy, Scheduler
 from runner.slots import SlotError, SlotPool, build_slots, parse_gpus
-from runner.study import PlanError, plan
+from runner.study import PlanError, check_compare_command, plan
 
 USER_ERRORS = (ConfigError, PlanError, LedgerError, LockError, SlotError)
 
@@ -137,6 +137,7 @@ def command_run(args: argparse.Namespace) -> int:
             print(f"{number:3d}. {shlex.join(job.argv)}{state}")
         print(f"dry run: {len(jobs)} jobs planned, nothing launched; plan in {manifest_path} and {summary_path}")
         return 0
+    check_compare_command(settings)
     slots = build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
     warning = network_filesystem_warning(settings.ledger)
     if warning:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,29 @@ def compare_script(settings: Settings) -> Path | None:
         if candidate.suffix == ".py" and candidate.is_file():
             return candidate
     return None
+
+
+def check_compare_command(settings: Settings) -> None:
+    """Fail before launching anything when the compare command cannot possibly start."""
+    cmd = settings.compare_cmd
+    program = cmd[0] if "/" in cmd[0] else shutil.which(cmd[0])
+    if not program or not Path(program).is_file():
+        raise PlanError(f"compare command {cmd[0]!r} not found; fix --compare-cmd")
+    if "-m" in cmd[:-1]:
+        module = cmd[cmd.index("-m") + 1]
+        probe = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
+        try:
+            found = subprocess.run([program, "-c", probe, module], cwd=settings.workdir,
+                                   capture_output=True, timeout=120).returncode
+        except (OSError, subprocess.SubprocessError):
+            return  # not a Python we can probe: let the attempts tell
+        if found != 0:
+            raise PlanError(f"the compare command cannot import {module} from {settings.workdir}; "
+                            "run from the checkout that holds it or give --workdir / --compare-cmd")
+    else:
+        named = [token for token in cmd[1:] if token.endswith(".py")]
+        if named and compare_script(settings) is None:
+            raise PlanError(f"compare script {named[0]} not found from {settings.workdir}")
 
 
 def plan(settings: Settings) -> list[Job]:

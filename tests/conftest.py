@@ -64,7 +64,10 @@ def ledger_rows(ledger: Path, sql: str, params=()) -> list[sqlite3.Row]:
 def wait_for(predicate, timeout: float = 30, interval: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except sqlite3.OperationalError:  # the ledger is still being created
+            value = None
         if value:
             return value
         time.sleep(interval)

@@ -61,6 +61,9 @@ CASES = [
     ("missing config", None, ["--config", "{study}/nope.toml"], "config file"),
     ("bad toml", _write("bad.toml", "retries = ["), ["--config", "{study}/bad.toml"], "not valid TOML"),
     ("unsplittable compare cmd", None, ["--compare-cmd", "python 'unclosed"], "--compare-cmd cannot be split"),
+    ("missing interpreter", None, ["--compare-cmd", "/no/such/python -m x"], "compare command '/no/such/python' not found"),
+    ("module not importable", None, ["--compare-cmd", f"{sys.executable} -m no_such_pkg.compare"], "cannot import no_such_pkg.compare"),
+    ("compare script missing", None, ["--compare-cmd", f"{sys.executable} missing_compare.py"], "compare script missing_compare.py not found"),
     ("bad test-data source", None, ["--test-data", "phase_x"], "use phase_c or phase_d"),
 ]
 

@@ -141,10 +141,13 @@ def test_processes_a_successful_job_leaves_behind_are_killed(study):
 
 
 def test_launch_error_is_recorded_not_raised(study):
-    result = run_runner(study, *ONE, "--compare-cmd", "/no/such/interpreter -m x")
+    logs = study / "analysis/dose_1000/dense/train/logs"
+    logs.parent.mkdir(parents=True)
+    logs.write_text("a file where the log folder should be")
+    result = run_runner(study, *ONE)
     assert result.returncode == 1
     (row,) = attempts(study)
-    assert row["failure_class"] == "launch_error" and "/no/such/interpreter" in row["failure_detail"]
+    assert row["failure_class"] == "launch_error" and "cannot create log" in row["failure_detail"]
 
 
 def test_resume_skips_successes_and_reruns_failures_and_changed_inputs(study):
@@ -268,3 +271,12 @@ def test_awkward_paths_reach_the_child_unchanged(tmp_path):
     assert call["argv"][call["argv"].index("--output_dir") + 1] == str(study / "analysis/dose_1000/dense/train")
     assert call["argv"][-2:] == ["--console-level", "-debug; rm -rf /"]
     assert not (Path.cwd() / "pwned").exists() and not (study / "pwned").exists()
+
+
+def test_large_output_and_long_lines_stream_into_the_logs(study):
+    result = run_runner(study, *ONE, behaviour={"*": {"spam_bytes": 20 << 20, "long_line": 200_000}})
+    assert result.returncode == 0, result.stderr
+    (row,) = attempts(study)
+    size = Path(row["stdout_log"]).stat().st_size
+    assert size >= (20 << 20) + 200_000
+    assert Path(row["stdout_log"]).read_bytes().endswith(b"y" * 1000)

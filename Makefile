@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run STUDY=DIR   the main job: every comparison of the study in DIR
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of PyTorch; on a GPU machine use e.g. TORCH='torch>=2.4,<2.14'.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup test run example-ledger
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH)'
+	$(BIN)/python -m pip install -q -e '.[test,science]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+test: setup
+	$(BIN)/python -m pytest
+
+example-ledger: setup
+	$(BIN)/python scripts/make_example_ledger.py
+
+# The main job until the demo study lands: run every comparison of the study in STUDY.
+run: setup
+	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (the folder holding phase_c ... phase_f)"; exit 2; }
+	$(BIN)/python -m runner run --study-root '$(STUDY)' $(ARGS)
