@@ -176,9 +176,11 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, scheduler.request_stop, sig)
+        ticker = asyncio.create_task(progress.tick())
         try:
             await scheduler.run(selection.to_run)
         finally:
+            ticker.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         stopped = scheduler.stop_signal

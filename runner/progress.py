@@ -3,6 +3,7 @@ status line kept at the bottom with counts and elapsed time."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import TextIO
@@ -17,25 +18,32 @@ class Progress:
         self.done = self.failed = self.running = 0
         self.started = time.monotonic()
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str | None) -> None:
         if self.tty:
             self.stream.write("\r\x1b[K")  # clear the status line before a permanent line
-        self.stream.write(line + "\n")
+        if line is not None:
+            self.stream.write(line + "\n")
         if self.tty:
             elapsed = int(time.monotonic() - self.started)
             self.stream.write(f"[{self.done}/{self.total} done, {self.running} running, "
                               f"{self.failed} failed, {elapsed // 60}m{elapsed % 60:02d}s]")
         self.stream.flush()
 
+    async def tick(self) -> None:
+        """On a terminal, keep the elapsed time moving between events."""
+        while self.tty:
+            await asyncio.sleep(1)
+            self._write(None)
+
     def message(self, line: str) -> None:
         self._write(line)
 
     def __call__(self, event: Event) -> None:
-        device = event.slot.device.visible_id or "cpu"
+        device = event.slot.device.visible_id
         if event.kind == "started":
             self.running += 1
-            self._write(f"start   {event.job.key}  attempt {event.attempt} on {event.slot.name} "
-                        f"(CUDA_VISIBLE_DEVICES={device if device != 'cpu' else ''})")
+            pinned = f" (CUDA_VISIBLE_DEVICES={device})" if device else ""
+            self._write(f"start   {event.job.key}  attempt {event.attempt} on {event.slot.name}{pinned}")
         elif event.kind == "finished":
             self.running -= 1
             outcome = event.outcome

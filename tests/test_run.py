@@ -280,3 +280,26 @@ def test_large_output_and_long_lines_stream_into_the_logs(study):
     size = Path(row["stdout_log"]).stat().st_size
     assert size >= (20 << 20) + 200_000
     assert Path(row["stdout_log"]).read_bytes().endswith(b"y" * 1000)
+
+
+def test_on_a_terminal_run_keeps_a_live_status_line(study):
+    import pty
+    primary, secondary = pty.openpty()
+    runner = subprocess.Popen(runner_cmd(study, *ONE), env=runner_env({"*": {"sleep": 1.5}}), cwd=study,
+                              stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # the terminal closed: the runner exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    runner.wait(timeout=60)
+    os.close(primary)
+    text = output.decode()
+    assert runner.returncode == 0
+    assert "\r\x1b[K[0/1 done, 1 running, 0 failed, 0m01s]" in text  # ticks while the job runs
+    assert "\r\x1b[Kok      dose_1000/dense/train" in text

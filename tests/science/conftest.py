@@ -1,0 +1,51 @@
+"""Fixtures of the science tests: the tiny study, generated once per session by the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptychokit.npz_io import PtychoData
+from ptychokit.presets import PRESETS
+from ptychokit.simulation import Scene, make_scene, measure
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "make_synthetic_study.py"
+
+
+def run_generator(*args: str, cwd: Path | None = None, module: bool = False,
+                  timeout: float = 300) -> subprocess.CompletedProcess:
+    """The study generator as a real subprocess (as a file, or with -m from the repository root)."""
+    command = [sys.executable, "-m", "scripts.make_synthetic_study"] if module else [sys.executable, str(SCRIPT)]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([*command, *args], cwd=cwd or REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny") / "study"
+    result = run_generator("--out", str(root), "--preset", "tiny", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_scene() -> Scene:
+    return make_scene(PRESETS["tiny"], seed=42)
+
+
+@pytest.fixture(scope="session")
+def tiny_train(tiny_scene: Scene) -> PtychoData:
+    """The train half of the tiny scan at a high dose."""
+    return measure(tiny_scene, 100000, seed=42)["train"]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
