@@ -14,6 +14,7 @@ import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from runner import __version__, manifest, status
 from runner.config import ConfigError, Settings, build_settings
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, network_filesystem_warning
+from runner.ledger import Ledger, LedgerError, check_path, network_filesystem_warning
 from runner.lock import LockError, RunnerLock
 from runner.progress import Progress
 from runner.resume import reconcile, select
@@ -142,9 +143,8 @@ def command_run(args: argparse.Namespace) -> int:
     warning = network_filesystem_warning(settings.ledger)
     if warning:
         print(f"runner: warning: {warning}", file=sys.stderr)
+    check_path(settings.ledger, must_exist=False)  # before the lock file is made beside it
     lock = RunnerLock(settings.ledger)
-    if not settings.ledger.parent.is_dir():
-        raise LedgerError(f"the folder of ledger {settings.ledger} does not exist")
     lock.acquire()
     try:
         return asyncio.run(drive(settings, jobs, slots))
@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.Error as exc:  # e.g. the ledger's disk filled up during a run
+        print(f"runner: error: writing the ledger failed ({exc}); running attempts were stopped, "
+              "the next `run` resumes", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
         return 130

@@ -81,4 +81,3 @@ class Outcome:
     signal: int | None = None
     failure_class: FailureClass | None = None
     detail: str | None = None
-    interrupted: bool = False

@@ -85,7 +85,8 @@ def network_filesystem_warning(path: Path) -> str | None:
     return None
 
 
-def _check_path(path: Path, must_exist: bool) -> None:
+def check_path(path: Path, must_exist: bool) -> None:
+    """Refuse a path that is a folder, missing (for readers) or not a SQLite file."""
     if path.is_dir():
         raise LedgerError(f"ledger path {path} is a directory; give a file path with --ledger")
     if not path.exists():
@@ -139,7 +140,7 @@ def _sqlite_error(path: Path, exc: sqlite3.Error) -> LedgerError:
 
 def prepare(path: Path) -> None:
     """Create or upgrade the ledger file (WAL mode, current schema), readable by the user only."""
-    _check_path(path, must_exist=False)
+    check_path(path, must_exist=False)
     if not path.exists():
         path.touch(mode=0o600)
     try:
@@ -155,7 +156,7 @@ def prepare(path: Path) -> None:
 
 def connect_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for status, report and tests; refuses unknown or newer files."""
-    _check_path(path, must_exist=True)
+    check_path(path, must_exist=True)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
@@ -319,9 +320,6 @@ class Ledger:
 
     async def run_results(self, run_id: int) -> list[dict]:
         async with self._lock:
-            self._db.row_factory = sqlite3.Row
-            try:
-                async with self._db.execute(QUERIES["run_results"], {"run_id": run_id}) as cursor:
-                    return [dict(row) for row in await cursor.fetchall()]
-            finally:
-                self._db.row_factory = None
+            async with self._db.execute(QUERIES["run_results"], {"run_id": run_id}) as cursor:
+                columns = [d[0] for d in cursor.description]
+                return [dict(zip(columns, row)) for row in await cursor.fetchall()]

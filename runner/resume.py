@@ -11,7 +11,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from runner.executors.local import group_alive, pids_with_token, process_start, signal_group
+from runner.executors.local import pids_with_token, process_start, signal_group
 from runner.jobs import FailureClass, Job, JobState, Outcome
 from runner.ledger import Ledger
 
@@ -41,18 +41,18 @@ async def reconcile(ledger: Ledger, grace: float) -> list[str]:
     """Attempts left `running` by a runner that died become interrupted; their processes die."""
     notes = []
     for attempt in await ledger.running_attempts():
-        killed = False
-        if attempt.pgid and attempt.pid and attempt.process_start \
-                and process_start(attempt.pid) == attempt.process_start and group_alive(attempt.pgid):
+        # The group is ours only if its leader is the very process we started (pid and start time).
+        leader_ours = bool(attempt.pid and attempt.pgid and attempt.process_start
+                           and process_start(attempt.pid) == attempt.process_start)
+        if leader_ours:
             signal_group(attempt.pgid, signal.SIGTERM)
-            killed = True
-        # Members that left the group, or a child whose pid was never recorded, carry the token.
+        # Every process of the attempt carries its token, even one that left the group or whose
+        # pid was never recorded.
         stray = pids_with_token(attempt.token)
-        if stray:
-            await _stop_pids(stray, grace)
-            killed = True
-        if attempt.pgid and group_alive(attempt.pgid) and killed:
+        await _stop_pids(stray, grace)
+        if leader_ours:
             signal_group(attempt.pgid, signal.SIGKILL)
+        killed = leader_ours or bool(stray)
         detail = ("the runner died while this attempt ran; its leftover processes were killed"
                   if killed else "the runner died while this attempt ran; no process was left")
         await ledger.finish_attempt(attempt.attempt_id, attempt.job_id,

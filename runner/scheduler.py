@@ -123,8 +123,13 @@ class Scheduler:
         except LaunchError as exc:
             outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
         else:
-            await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
-            outcome = await self._wait(job, handle, launched_ns)
+            try:
+                await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
+                outcome = await self._wait(job, handle, launched_ns)
+            except BaseException:
+                # The runner is going down (an error or cancellation): take the child with it.
+                await asyncio.shield(self.executor.terminate(handle, self.policy.grace))
+                raise
         duration = round(time.monotonic() - started, 3)
         # Shielded: the result of a finished child is recorded even if we are being cancelled.
         await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
@@ -150,7 +155,7 @@ class Scheduler:
             return Outcome(False, exit_code=returncode if returncode >= 0 else None,
                            signal=-returncode if returncode < 0 else None,
                            failure_class=FailureClass.INTERRUPTED,
-                           detail=f"the runner was stopped by signal {self.stop_signal}", interrupted=True)
+                           detail=f"the runner was stopped by signal {self.stop_signal}")
         return Outcome(False, exit_code=returncode if returncode >= 0 else None,
                        signal=-returncode if returncode < 0 else None,
                        failure_class=FailureClass.TIMEOUT,

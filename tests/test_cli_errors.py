@@ -83,6 +83,7 @@ def test_bad_input_is_one_clear_line(study, name, setup, extra, message):
     assert message in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert hashlib.sha256(ledger.read_bytes()).hexdigest() == before
+    assert sorted(study.rglob("*.lock")) == [study / "analysis/ledger.db.lock"]  # no stray lock files
 
 
 @pytest.mark.parametrize("args, message", [

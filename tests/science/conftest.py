@@ -28,6 +28,12 @@ def run_generator(*args: str, cwd: Path | None = None, module: bool = False,
 
 
 @pytest.fixture(scope="session")
+def generator():
+    """`run_generator`, for tests that run the command line themselves."""
+    return run_generator
+
+
+@pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny") / "study"
     result = run_generator("--out", str(root), "--preset", "tiny", "--device", "cpu")

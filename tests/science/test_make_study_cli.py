@@ -1,0 +1,46 @@
+"""The generator's command line: bad arguments are one clear line and exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _assert_usage_error(result, fragment: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("make_synthetic_study: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_preset_is_refused(tmp_path, generator):
+    _assert_usage_error(generator("--out", str(tmp_path / "s"), "--preset", "huge"), "unknown preset")
+
+
+@pytest.mark.parametrize("dose", ["0", "-5", "abc"])
+def test_a_dose_that_is_not_positive_is_refused(tmp_path, generator, dose):
+    _assert_usage_error(generator("--out", str(tmp_path / "s"), "--preset", "tiny", "--doses", "1000", dose),
+                        "dose")
+
+
+def test_an_existing_output_folder_is_refused_without_overwrite(tmp_path, generator):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "keep.txt").write_text("an earlier study")
+    _assert_usage_error(generator("--out", str(tmp_path / "s"), "--preset", "tiny", module=True),
+                        "--overwrite")
+    assert (tmp_path / "s" / "keep.txt").read_text() == "an earlier study"
+
+
+def test_a_missing_out_is_refused(tmp_path, generator):
+    _assert_usage_error(generator("--preset", "tiny"), "--out")
+
+
+def test_overwrite_regenerates_into_an_existing_study(tmp_path, generator):
+    out = tmp_path / "s"
+    (out / "phase_c" / "dose_5").mkdir(parents=True)  # stale dose from an earlier run
+    result = generator("--out", str(out), "--preset", "tiny", "--doses", "2000", "--overwrite",
+                           module=True)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "phase_c").iterdir()) == ["dose_2000"]
+    assert "[F] dose 2000" in result.stdout  # progress lines while it works
