@@ -30,8 +30,9 @@ class Architecture:
 
 
 def _stage(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.SiLU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.SiLU())
+    # GroupNorm rather than BatchNorm: identical in training and inference, fine with small batches.
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(4, c_out), nn.SiLU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(4, c_out), nn.SiLU())
 
 
 class PatchNet(nn.Module):

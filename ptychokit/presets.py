@@ -37,23 +37,25 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
+    # For tests and end-to-end runs: seconds on two CPU cores; the networks barely train.
     "tiny": Preset(
         name="tiny", patch_size=32, object_size=112, scan_step=5.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_steps=4,
-        pinn_steps=4, batch_size=16, learning_rate=2e-3, solver_iterations=30, solver_batch=16,
+        doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_steps=30,
+        pinn_steps=30, batch_size=16, learning_rate=1e-3, solver_iterations=30, solver_batch=16,
         max_train_patterns=256,
     ),
+    # The README's main job: about two minutes on two CPU cores.
     "demo": Preset(
-        name="demo", patch_size=32, object_size=176, scan_step=4.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=12,
-        pinn_steps=12, batch_size=16, learning_rate=2e-3, solver_iterations=80, solver_batch=24,
-        max_train_patterns=1024,
+        name="demo", patch_size=32, object_size=224, scan_step=4.0, scan_jitter=1.0,
+        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=400,
+        pinn_steps=300, batch_size=16, learning_rate=1e-3, solver_iterations=80, solver_batch=24,
+        max_train_patterns=1200,
     ),
-    # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions.
+    # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions. For a GPU.
     "full": Preset(
         name="full", patch_size=128, object_size=464, scan_step=3.3, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_steps=30,
-        pinn_steps=30, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
-        max_train_patterns=20000,
+        doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_steps=6000,
+        pinn_steps=4000, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
+        max_train_patterns=6000,
     ),
 }

@@ -21,6 +21,7 @@ from ptychokit.npz_io import PtychoData
 from ptychokit.overlap import merge_group_patches
 from ptychokit.presets import GRIDSIZE_CHANNELS, GROUPING_SEED, NEIGHBOURS_K, SUBSAMPLING_SEED
 
+GRADIENT_CLIP = 1.0
 LossFn = Callable[[PatchNet, tuple[torch.Tensor, ...]], torch.Tensor]
 
 
@@ -68,6 +69,8 @@ def training_step(model: PatchNet, optimizer: torch.optim.Optimizer, loss_fn: Lo
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(model, batch)
     loss.backward()
+    # The Poisson loss scales with the dose; clipping keeps one bad batch from wrecking the weights.
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
     optimizer.step()
     return float(loss.detach())
 
