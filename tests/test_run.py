@@ -52,7 +52,7 @@ def test_a_full_run_succeeds_records_everything_and_writes_the_manifest(study, t
 def test_never_more_than_k_jobs_on_a_gpu(study, tmp_path, jobs_per_gpu):
     record = tmp_path / "calls.jsonl"
     result = run_runner(study, "--gpus", "0,1,2", "--jobs-per-gpu", str(jobs_per_gpu),
-                        behaviour={"*": {"sleep": 0.4}}, record=record)
+                        behaviour={"*": {"sleep": 1.0}}, record=record)
     assert result.returncode == 0, result.stderr
     by_device = defaultdict(list)
     for call in records(record):
@@ -285,7 +285,7 @@ def test_large_output_and_long_lines_stream_into_the_logs(study):
 def test_on_a_terminal_run_keeps_a_live_status_line(study):
     import pty
     primary, secondary = pty.openpty()
-    runner = subprocess.Popen(runner_cmd(study, *ONE), env=runner_env({"*": {"sleep": 1.5}}), cwd=study,
+    runner = subprocess.Popen(runner_cmd(study, *ONE), env=runner_env({"*": {"sleep": 2.5}}), cwd=study,
                               stdout=secondary, stderr=secondary, close_fds=True)
     os.close(secondary)
     output = b""

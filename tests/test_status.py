@@ -41,7 +41,7 @@ def test_status_watch_refreshes_until_interrupted(study):
                                 str(study / "analysis/ledger.db")], env=runner_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out, _ = watcher.communicate(timeout=1.5)
+        out, _ = watcher.communicate(timeout=3)
     except subprocess.TimeoutExpired:
         watcher.send_signal(2)
         out, _ = watcher.communicate(timeout=10)
