@@ -7,6 +7,7 @@ that prove it worked. Only `study.py` builds them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class FailureClass(str, enum.Enum):
     LAUNCH_ERROR = "launch_error"  # the command could not be started (missing interpreter, ...)
     INTERRUPTED = "interrupted"  # the runner was stopped or died while the attempt ran
     BLOCKED = "blocked"  # an input of the job is missing
+    CUDA_OOM = "cuda_oom"  # out of GPU memory (the command said so by its exit code)
 
     @property
     def retryable(self) -> bool:
@@ -70,6 +72,11 @@ class Job:
     condition: dict[str, object] = field(default_factory=dict)  # columns for the ledger
     metadata: dict[str, object] = field(default_factory=dict)  # Phase D metadata (nullable)
     blocked_reason: str | None = None  # set when an input is missing
+    exit_classes: dict[int, FailureClass] = field(default_factory=dict)  # e.g. {3: CUDA_OOM}
+    # Given the argv of a failed attempt and its failure class, the argv to try next (e.g. with
+    # smaller batches after running out of memory), or None. Such retries do not count against
+    # --retries: they end when the command cannot be adapted further.
+    adapt_argv: Callable[[tuple[str, ...], "FailureClass"], tuple[str, ...] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class Outcome:
     """How an attempt ended, as judged by the scheduler and results check."""
 
     succeeded: bool
+    metrics: tuple = ()  # MetricRow of a success, stored with it in one transaction
     exit_code: int | None = None
     signal: int | None = None
     failure_class: FailureClass | None = None

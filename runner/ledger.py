@@ -302,6 +302,10 @@ class Ledger:
         async with self._transaction() as db:
             if outcome.succeeded:
                 await db.execute(QUERIES["supersede_success"], {"job_id": job_id})
+                await db.executemany(QUERIES["insert_metric"], [
+                    {"attempt_id": attempt_id, "model": r.model, "metric": r.metric,
+                     "amplitude": r.amplitude, "phase": r.phase, "value": r.value}
+                    for r in outcome.metrics])
             await db.execute(QUERIES["finish_attempt"], {
                 "attempt_id": attempt_id, "state": attempt_state.value, "ended_at": utc_now(),
                 "duration_s": duration_s, "exit_code": outcome.exit_code, "signal": outcome.signal,

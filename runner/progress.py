@@ -56,7 +56,7 @@ class Progress:
                             f"{outcome.failure_class.value} ({outcome.detail}); log {event.stderr_log}")
         elif event.kind == "retrying":
             self.failed -= 1
-            self._write(f"retry   {event.job.key}  (retry {event.attempt} of this run)")
+            self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")
 
     def close(self) -> None:
         if self.tty:

@@ -57,6 +57,11 @@ WHERE attempt_id = :attempt_id;
 -- An older success of the job makes room for a newer one.
 UPDATE attempts SET state = 'superseded' WHERE job_id = :job_id AND state = 'succeeded';
 
+-- name: insert_metric
+-- One row of a succeeded attempt's comparison_metrics.csv.
+INSERT INTO metrics (attempt_id, model, metric, amplitude, phase, value)
+VALUES (:attempt_id, :model, :metric, :amplitude, :phase, :value);
+
 -- name: finish_attempt
 UPDATE attempts SET state = :state, ended_at = :ended_at, duration_s = :duration_s,
        exit_code = :exit_code, signal = :signal, failure_class = :failure_class,

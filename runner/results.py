@@ -8,50 +8,68 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 
 from runner.jobs import FailureClass, MetricsCheck
 
-REQUIRED_COLUMNS = {"model", "metric", "amplitude", "phase", "value"}
+REQUIRED_COLUMNS = ("model", "metric", "amplitude", "phase", "value")
 MAX_METRICS_BYTES = 64 << 20
 
 
-def _finite(text: str | None) -> bool:
+@dataclass(frozen=True)
+class MetricRow:
+    model: str
+    metric: str
+    amplitude: float | None
+    phase: float | None
+    value: float | None
+
+
+def _number(text: str | None) -> float | None:
+    """A finite float, or None for an empty, NaN or unreadable cell (NaN is never 0.0)."""
     try:
-        return math.isfinite(float(text)) if text not in (None, "") else False
+        number = float(text) if text not in (None, "") else None
     except ValueError:
-        return False
+        return None
+    return number if number is not None and math.isfinite(number) else None
 
 
-def check_metrics(check: MetricsCheck, launched_ns: int) -> str | None:
-    """None when the metrics file proves success, else what is wrong with it."""
+def read_metrics(check: MetricsCheck, launched_ns: int) -> tuple[list[MetricRow], str | None]:
+    """The metric rows of a finished attempt, and what disqualifies them (None when they prove
+    success)."""
     path = check.path
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return f"exit 0 but no {path.name} in {path.parent}"
+        return [], f"exit 0 but no {path.name} in {path.parent}"
     if stat.st_mtime_ns < launched_ns:
-        return f"exit 0 but {path.name} is older than this attempt (left by an earlier run)"
+        return [], f"exit 0 but {path.name} is older than this attempt (left by an earlier run)"
     if stat.st_size > MAX_METRICS_BYTES:
-        return f"{path.name} is {stat.st_size} bytes, too large to be a metrics table"
+        return [], f"{path.name} is {stat.st_size} bytes, too large to be a metrics table"
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            missing_columns = REQUIRED_COLUMNS - set(reader.fieldnames or ())
+            missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
             if missing_columns:
-                return f"{path.name} lacks columns {', '.join(sorted(missing_columns))}"
-            numeric_models = {row["model"] for row in reader
-                              if _finite(row.get("amplitude")) or _finite(row.get("phase"))}
+                return [], f"{path.name} lacks columns {', '.join(missing_columns)}"
+            rows = [MetricRow(r["model"] or "", r["metric"] or "", _number(r["amplitude"]),
+                              _number(r["phase"]), _number(r["value"])) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return f"{path.name} cannot be read: {exc}"
-    missing = [m for m in check.required_models if m not in numeric_models]
+        return [], f"{path.name} cannot be read: {exc}"
+    seen = set()
+    for row in rows:
+        if (row.model, row.metric) in seen:
+            return rows, f"{path.name} has two rows for {row.model} {row.metric}"
+        seen.add((row.model, row.metric))
+    numeric = {r.model for r in rows if r.amplitude is not None or r.phase is not None}
+    missing = [m for m in check.required_models if m not in numeric]
     if missing:
-        return f"{path.name} has no numeric metric for {', '.join(missing)}"
-    return None
+        return rows, f"{path.name} has no numeric metric for {', '.join(missing)}"
+    return rows, None
 
 
-def classify_exit(returncode: int) -> tuple[FailureClass, int | None, int | None]:
+def classify_exit(returncode: int, exit_classes: dict[int, FailureClass]) -> tuple[FailureClass, int | None, int | None]:
     """(failure class, exit code, signal) of a non-zero exit status."""
     if returncode < 0:
         return FailureClass.SIGNAL, None, -returncode
-    return FailureClass.EXIT_CODE, returncode, None
-
+    return exit_classes.get(returncode, FailureClass.EXIT_CODE), returncode, None

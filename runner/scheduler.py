@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
 from runner.ledger import Ledger
-from runner.results import check_metrics, classify_exit
+from runner.results import classify_exit, read_metrics
 from runner.slots import Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -80,37 +80,44 @@ class Scheduler:
         self._stop.set()
 
     async def run(self, work: list[tuple[Job, int]]) -> None:
-        queue = deque((job, job_id, 0) for job, job_id in work)
-        running: dict[asyncio.Task, tuple[Job, int, int, Slot]] = {}
+        # (job, job_id, retries used, argv of the next attempt)
+        queue = deque((job, job_id, 0, job.argv) for job, job_id in work)
+        running: dict[asyncio.Task, tuple[Job, int, int, tuple[str, ...], Slot]] = {}
         stop_waiter = asyncio.create_task(self._stop.wait())
         try:
             while queue or running:
                 while queue and self.pool.has_free() and not self._stop.is_set():
-                    job, job_id, tries = queue.popleft()
+                    job, job_id, tries, argv = queue.popleft()
                     slot = self.pool.take()
-                    task = asyncio.create_task(self._attempt(job, job_id, slot))
-                    running[task] = (job, job_id, tries, slot)
+                    task = asyncio.create_task(self._attempt(job, job_id, argv, slot))
+                    running[task] = (job, job_id, tries, argv, slot)
                 if not running:
                     break  # stopping with nothing left to wait for
                 done, _ = await asyncio.wait({*running, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done & running.keys():
-                    job, job_id, tries, slot = running.pop(task)
+                    job, job_id, tries, argv, slot = running.pop(task)
                     self.pool.give_back(slot)
                     outcome = task.result()
-                    if self._should_retry(outcome, tries):
+                    if outcome.succeeded or self._stop.is_set():
+                        continue
+                    adapted = job.adapt_argv(argv, outcome.failure_class) if job.adapt_argv else None
+                    if adapted is not None:
+                        self.on_event(Event("retrying", job, tries, slot, outcome))
+                        queue.append((job, job_id, tries, adapted))
+                    elif self._should_retry(outcome, tries):
                         self.on_event(Event("retrying", job, tries + 1, slot, outcome))
-                        queue.append((job, job_id, tries + 1))
+                        queue.append((job, job_id, tries + 1, argv))
         finally:
             stop_waiter.cancel()
 
     def _should_retry(self, outcome: Outcome, tries: int) -> bool:
-        if outcome.succeeded or self._stop.is_set() or tries >= self.policy.retries:
+        if tries >= self.policy.retries:
             return False
         return outcome.failure_class is not None and outcome.failure_class.retryable
 
-    async def _attempt(self, job: Job, job_id: int, slot: Slot) -> Outcome:
+    async def _attempt(self, job: Job, job_id: int, argv: tuple[str, ...], slot: Slot) -> Outcome:
         token = uuid.uuid4().hex
-        argv = list(job.argv)
+        argv = list(argv)
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
             job_id, self.run_id, job, argv, slot.name, slot.device.visible_id, slot.device.uuid,
             token, log_paths(job))
@@ -163,10 +170,10 @@ class Scheduler:
 
     def _judge(self, job: Job, returncode: int, launched_ns: int) -> Outcome:
         if returncode != 0:
-            failure, code, sig = classify_exit(returncode)
+            failure, code, sig = classify_exit(returncode, job.exit_classes)
             detail = f"killed by signal {sig}" if sig else f"exit code {code}"
             return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
-        problem = check_metrics(job.check, launched_ns)
+        rows, problem = read_metrics(job.check, launched_ns)
         if problem:
             return Outcome(False, exit_code=0, failure_class=FailureClass.NO_METRICS, detail=problem)
-        return Outcome(True, exit_code=0)
+        return Outcome(True, metrics=tuple(rows), exit_code=0)

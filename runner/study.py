@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config import Settings
-from runner.jobs import Job, MetricsCheck
+from runner.jobs import FailureClass, Job, MetricsCheck
 from runner.npzmeta import NpzEntryError, read_npz_string
 
 METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
@@ -24,6 +24,10 @@ METRICS_FILE = "comparison_metrics.csv"
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
 MAX_MANIFEST_BYTES = 16 << 20
 DOSE_DIR = re.compile(r"^dose_(\d+)$")
+CHUNK_FLAGS = ("--pinn-chunk-size", "--baseline-chunk-size")
+OOM_CHUNK_START = 256  # the first out-of-memory retry of a command that set no chunk size
+OOM_CHUNK_FLOOR = 1
+EXIT_CLASSES = {3: FailureClass.CUDA_OOM}  # compare_models exits 3 when the GPU ran out of memory
 
 
 class PlanError(Exception):
@@ -199,6 +203,35 @@ def plan(settings: Settings) -> list[Job]:
     return jobs
 
 
+def smaller_chunks(argv: tuple[str, ...], failure: FailureClass | None) -> tuple[str, ...] | None:
+    """After an out-of-GPU-memory exit: the same command with both chunk sizes halved (or set to
+    OOM_CHUNK_START when absent); None once both are at the floor."""
+    if failure is not FailureClass.CUDA_OOM:
+        return None
+    argv, changed = list(argv), False
+    for flag in CHUNK_FLAGS:
+        # argparse lets the last occurrence win, in either '--flag N' or '--flag=N' form.
+        places = [i for i, a in enumerate(argv) if a == flag or a.startswith(flag + "=")]
+        if not places:
+            argv += [flag, str(OOM_CHUNK_START)]
+            changed = True
+            continue
+        i = places[-1]
+        joined = argv[i] != flag
+        try:
+            current = int(argv[i].split("=", 1)[1] if joined else argv[i + 1])
+        except (ValueError, IndexError):
+            return None  # not a number we can halve: let --retries decide
+        if current > OOM_CHUNK_FLOOR:
+            smaller = str(max(OOM_CHUNK_FLOOR, current // 2))
+            if joined:
+                argv[i] = f"{flag}={smaller}"
+            else:
+                argv[i + 1] = smaller
+            changed = True
+    return tuple(argv) if changed else None
+
+
 def _job(settings: Settings, dose: int, view: str, split: str,
          manifest_meta: dict, script_hash: str) -> Job:
     e_root, c_root = settings.phase_e_root / f"dose_{dose}", settings.phase_c_root / f"dose_{dose}"
@@ -229,4 +262,5 @@ def _job(settings: Settings, dose: int, view: str, split: str,
     return Job(key=f"dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
                output_dir=output_dir, check=MetricsCheck(output_dir / METRICS_FILE, EXPECTED_MODELS),
                fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},
-               metadata=metadata, blocked_reason=blocked)
+               metadata=metadata, blocked_reason=blocked, exit_classes=EXIT_CLASSES,
+               adapt_argv=smaller_chunks)

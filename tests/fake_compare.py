@@ -7,6 +7,8 @@ exit 2. What it does is chosen by FAKE_COMPARE_BEHAVIOUR, a JSON object mapping 
   hang: true           no_metrics: true      nan_model: "Baseline"
   spam_bytes: n        long_line: n          grandchild: seconds (a child that outlives us)
   ignore_term: true    fail_times: n (fail the first n attempts, then succeed)
+  oom_above_chunk: n   exit 3 (out of GPU memory) unless both chunk sizes are given and <= n
+  nan_cell: true       PtyChi's ms_ssim phase is written as 'nan' 
 Each call appends one JSON line to FAKE_COMPARE_RECORD (if set): condition, devices, interval.
 """
 
@@ -55,11 +57,13 @@ def behaviour_for(condition):
     return found
 
 
-def write_metrics(out: Path, nan_model=None):
+def write_metrics(out: Path, nan_model=None, nan_cell=False):
     rows = ["model,metric,amplitude,phase,value"]
     for model in ("PtychoPINN", "Baseline", "PtyChi"):
         for metric, amp, ph in (("mae", 0.1, 0.2), ("ms_ssim", 0.8, 0.7), ("psnr", 30.0, 25.0)):
             cells = ("", "") if model == nan_model else (amp, ph)
+            if nan_cell and model == "PtyChi" and metric == "ms_ssim":
+                cells = (amp, "nan")
             rows.append(f"{model},{metric},{cells[0]},{cells[1]},")
         rows.append(f"{model},computation_time_s,,,1.5")
     (out / "comparison_metrics.csv").write_text("\n".join(rows) + "\n")
@@ -111,8 +115,15 @@ def main():
         return 1
     if todo.get("exit"):
         return todo["exit"]
+    limit = todo.get("oom_above_chunk")
+    if limit is not None:
+        chunks = (args.pinn_chunk_size, args.baseline_chunk_size)
+        if None in chunks or max(chunks) > limit:
+            print("RuntimeError: CUDA out of memory; lower --pinn-chunk-size and --baseline-chunk-size",
+                  file=sys.stderr)
+            return 3
     if not todo.get("no_metrics"):
-        write_metrics(out, todo.get("nan_model"))
+        write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False))
     return 0
 
 

@@ -40,6 +40,21 @@ CREATE TABLE jobs (
     updated_at          TEXT NOT NULL
 );
 
+-- Why an attempt did not succeed; later migrations add classes with an INSERT.
+CREATE TABLE failure_classes (
+    name        TEXT PRIMARY KEY,
+    retryable   INTEGER NOT NULL,   -- 1: relaunched by --retries
+    meaning     TEXT NOT NULL
+);
+INSERT INTO failure_classes (name, retryable, meaning) VALUES
+    ('exit_code', 1, 'the command exited with a non-zero status'),
+    ('signal', 1, 'the command was killed by a signal the runner did not send'),
+    ('timeout', 1, 'the attempt ran past --timeout and its process group was killed'),
+    ('no_metrics', 1, 'exit 0, but the metrics file is missing, stale or lacks a numeric value for a model'),
+    ('launch_error', 0, 'the command could not be started'),
+    ('interrupted', 1, 'the runner was stopped or died while the attempt ran'),
+    ('blocked', 0, 'an input of the job is missing');
+
 CREATE TABLE attempts (
     attempt_id      INTEGER PRIMARY KEY,
     job_id          INTEGER NOT NULL REFERENCES jobs (job_id),
@@ -61,9 +76,7 @@ CREATE TABLE attempts (
     duration_s      REAL,
     exit_code       INTEGER,
     signal          INTEGER,
-    failure_class   TEXT CHECK (failure_class IN
-                      ('exit_code', 'signal', 'timeout', 'no_metrics', 'launch_error',
-                       'interrupted', 'blocked')),
+    failure_class   TEXT REFERENCES failure_classes (name),
     failure_detail  TEXT,
     stdout_log      TEXT NOT NULL,
     stderr_log      TEXT NOT NULL,
