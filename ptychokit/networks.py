@@ -1,7 +1,8 @@
 """The network that maps diffraction amplitudes to object patches, for gridsize 1 and 2.
 
-An encoder-decoder with a fully connected bottleneck: diffraction lives in reciprocal space, so
-every output pixel depends on every input pixel, which convolutions alone cannot provide. The C
+A fully connected encoder and a convolutional decoder, in the manner of AUTOMAP: diffraction lives
+in reciprocal space, so every output pixel depends on every input pixel, which a convolutional
+encoder only reaches after many layers (and many training steps). The C
 input channels are the C patterns of a group (1 for the baseline, 4 for gridsize 2); the output
 is C complex patches, amplitude through a bounded sigmoid and phase through pi * tanh.
 """
@@ -24,6 +25,7 @@ class Architecture:
     width: int  # channels of the first stage; doubled at each of the three down-samplings
     latent: int  # width of the fully connected bottleneck
     max_amplitude: float = 1.5  # object amplitude is a transmission: bounded, above zero
+    dropout: float = 0.2  # on the encoder's code: the dense layer overfits small scans otherwise
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,27 +46,29 @@ class PatchNet(nn.Module):
             raise ValueError(f"patch size {arch.patch_size} must be a multiple of 8")
         self.arch = arch
         w, c = arch.width, arch.channels
-        self.encoder = nn.Sequential(
-            _stage(c, w), nn.AvgPool2d(2), _stage(w, 2 * w), nn.AvgPool2d(2),
-            _stage(2 * w, 4 * w), nn.AvgPool2d(2))
+        # The mean scaled pattern of the training data, removed from every input: the patterns share
+        # a bright central disc, and only their differences carry the object. A buffer, so it is
+        # saved with the weights and inference cannot forget it.
+        self.register_buffer("input_mean", torch.zeros(arch.patch_size, arch.patch_size))
         self.coarse = arch.patch_size // 8
-        features = 4 * w * self.coarse**2
-        self.bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(features, arch.latent), nn.SiLU(),
-                                        nn.Linear(arch.latent, features), nn.SiLU())
+        self.coarse_shape = (4 * w, self.coarse, self.coarse)
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(c * arch.patch_size**2, arch.latent), nn.SiLU(), nn.Dropout(arch.dropout),
+            nn.Linear(arch.latent, 4 * w * self.coarse**2), nn.SiLU())
         self.decoder = nn.Sequential(
             nn.Upsample(scale_factor=2), _stage(4 * w, 2 * w), nn.Upsample(scale_factor=2),
             _stage(2 * w, w), nn.Upsample(scale_factor=2), _stage(w, w))
         self.amplitude_head = nn.Conv2d(w, c, 3, padding=1)
         self.phase_head = nn.Conv2d(w, c, 3, padding=1)
-        # Start from a plausible transmission (amplitude ~0.7, phase 0) instead of a random one.
-        nn.init.zeros_(self.amplitude_head.weight)
+        # Start near a plausible transmission (amplitude ~0.7, phase ~0). The head weights are
+        # small, not zero: zero weights would block every gradient into the body at the start.
+        for head in (self.amplitude_head, self.phase_head):
+            head.weight.data.mul_(0.1)
         nn.init.constant_(self.amplitude_head.bias, _logit(0.7 / arch.max_amplitude))
-        nn.init.zeros_(self.phase_head.weight)
         nn.init.zeros_(self.phase_head.bias)
 
     def forward(self, diffraction: torch.Tensor) -> torch.Tensor:
-        coded = self.encoder(diffraction)
-        coded = self.bottleneck(coded).reshape(coded.shape)
+        coded = self.encoder(diffraction - self.input_mean).reshape(-1, *self.coarse_shape)
         decoded = self.decoder(coded)
         amplitude = self.arch.max_amplitude * torch.sigmoid(self.amplitude_head(decoded))
         phase = math.pi * torch.tanh(self.phase_head(decoded))

@@ -39,9 +39,9 @@ def make_object(size: int, seed: int) -> np.ndarray:
     """
     rng = np.random.default_rng(seed)
     n_features = max(8, size // 6)
-    amp_field = 0.6 * _normalised_field(rng, size, (1.0, 4.0, size / 10)) \
+    amp_field = 0.6 * _normalised_field(rng, size, (2.5, 6.0, size / 10)) \
         + 0.4 * _sharp_features(rng, size, n_features)
-    phase_field = 0.6 * _normalised_field(rng, size, (1.5, 6.0, size / 8)) \
+    phase_field = 0.6 * _normalised_field(rng, size, (3.0, 8.0, size / 8)) \
         + 0.4 * _sharp_features(rng, size, n_features)
     amplitude = np.clip(0.65 + 0.35 * amp_field, 0.3, 1.0)
     phase = 1.2 * phase_field

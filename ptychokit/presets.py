@@ -47,8 +47,8 @@ PRESETS: dict[str, Preset] = {
     # The README's main job: about two minutes on two CPU cores.
     "demo": Preset(
         name="demo", patch_size=32, object_size=224, scan_step=4.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=400,
-        pinn_steps=300, batch_size=16, learning_rate=1e-3, solver_iterations=80, solver_batch=24,
+        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=600,
+        pinn_steps=400, batch_size=16, learning_rate=1e-3, solver_iterations=80, solver_batch=24,
         max_train_patterns=1200,
     ),
     # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions. For a GPU.

@@ -122,6 +122,7 @@ def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSetti
     targets = torch.from_numpy(data.patches[keep])[:, None].to(device)
     weight = illumination_weight(torch.from_numpy(data.probe).to(device))
     model = PatchNet(arch).to(device)
+    model.input_mean.copy_(inputs.mean(dim=(0, 1)))
     log = _fit(model, [inputs, targets], [weight], baseline_loss, settings)
     return TrainedModel(model, {"input_scale": scale, "gridsize": 1}, log)
 
@@ -147,6 +148,7 @@ def train_pinn(data: PtychoData, arch: Architecture, settings: TrainingSettings,
     scale = input_scale_for(data.diffraction[keep])
     per_group, probe = pinn_batches(data, scale, device, keep)
     model = PatchNet(arch).to(device)
+    model.input_mean.copy_(per_group[0].mean(dim=(0, 1)))
     log = _fit(model, per_group, [probe], pinn_loss, settings)
     preprocessing = {"input_scale": scale, "gridsize": 2, "channels": GRIDSIZE_CHANNELS,
                      "neighbours": NEIGHBOURS_K, "grouping_seed": GROUPING_SEED,

@@ -34,9 +34,12 @@ def test_one_training_step_lowers_the_loss(tiny_train, channels, loss_fn, make_b
     model = PatchNet(Architecture(32, channels, 8, 32))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batch = make_batch(tiny_train)
+    model.eval()  # judge the loss without dropout's randomness
     with torch.no_grad():
         before = float(loss_fn(model, batch))
+    model.train()
     training_step(model, optimizer, loss_fn, batch)
+    model.eval()
     with torch.no_grad():
         after = float(loss_fn(model, batch))
     assert after < before
