@@ -1,0 +1,249 @@
+"""One comparison of a study condition: the PINN, the baseline and the iterative reconstruction
+against the ground truth, with the outputs of STUDY.md §5.
+
+`compare()` does the work; scripts/compare_models.py is its command line. Steps: predict object
+patches with both networks, stitch them on the scan grid, crop every arm to the scanned region,
+register (sub-pixel), scale amplitude to the target's mean, remove the phase plane or mean, score.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ptychokit.alignment import (aligned_phase, border, register, remove_phase_offset, scale_amplitude,
+                                 scanned_box)
+from ptychokit.image_metrics import all_metrics, frc_curve
+
+log = logging.getLogger("compare_models")
+METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
+
+
+class ComparisonError(Exception):
+    """The comparison cannot be made or scored (exit 1)."""
+
+
+class BadArgument(Exception):
+    """An argument that contradicts the data (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    pinn_dir: Path
+    baseline_dir: Path
+    test_data: Path
+    output_dir: Path
+    tike_recon_path: Path | None = None
+    ms_ssim_sigma: float = 1.0
+    frc_sigma: float = 0.0
+    register_ptychi_only: bool = False
+    skip_registration: bool = False
+    n_test_groups: int | None = None
+    n_test_subsample: int | None = None
+    test_subsample_seed: int = 0
+    stitch_crop_size: int = 20
+    phase_align_method: str = "plane"
+    save_npz: bool = True
+    save_npz_aligned: bool = True
+    pinn_chunk_size: int | None = None
+    baseline_chunk_size: int | None = None
+    pinn_batch_size: int = 32
+    baseline_batch_size: int = 32
+    device: str = "cpu"
+
+
+@dataclass
+class Arm:
+    """One method's object image and what it cost."""
+
+    name: str
+    obj: np.ndarray  # complex, full object frame
+    seconds: float
+    coverage: np.ndarray | None = None
+    shift: tuple[float, float] = (0.0, 0.0)
+    amplitude: np.ndarray | None = None  # aligned, cropped
+    phase: np.ndarray | None = None
+    metrics: dict[str, tuple[float, float]] | None = None
+    error: str | None = None
+
+
+def _load_test_data(opts: Options):
+    from ptychokit.npz_io import read_ptycho_npz
+
+    try:
+        data = read_ptycho_npz(opts.test_data)
+    except FileNotFoundError:
+        raise ComparisonError(f"test data {opts.test_data} does not exist") from None
+    except KeyError as exc:
+        raise ComparisonError(f"test data {opts.test_data} lacks the key {exc.args[0]}") from None
+    except (ValueError, OSError) as exc:
+        raise ComparisonError(f"test data {opts.test_data} cannot be read ({exc})") from None
+    if data.object is None:
+        raise ComparisonError(f"test data {opts.test_data} has no ground truth (objectGuess): "
+                              "no metrics can be computed")
+    if not 0 < opts.stitch_crop_size <= data.patch_size:
+        raise BadArgument(f"--stitch-crop-size {opts.stitch_crop_size} must satisfy "
+                          f"0 < M <= {data.patch_size} (the patch size)")
+    n = data.diffraction.shape[0]
+    keep = np.arange(n)
+    if opts.n_test_subsample and opts.n_test_subsample < n:
+        keep = np.sort(np.random.default_rng(opts.test_subsample_seed).choice(n, opts.n_test_subsample, replace=False))
+    if opts.n_test_groups and opts.n_test_groups < keep.size:
+        keep = keep[:opts.n_test_groups]
+    return data.subset(keep) if keep.size < n else data
+
+
+def _predict(folder: Path, data, batch: int, chunk: int | None, opts: Options, label: str) -> Arm:
+    from ptychokit.checkpoint import load_model
+    from ptychokit.inference import predict_patches
+    from ptychokit.stitching import stitch_patches
+
+    if not folder.is_dir():
+        raise ComparisonError(f"{label} model folder {folder} does not exist")
+    try:
+        model, info = load_model(folder, device=opts.device)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ComparisonError(f"{label} model in {folder} cannot be loaded ({exc})") from None
+    started = time.perf_counter()
+    # A chunk caps how many positions are on the device at once, so it bounds the batch.
+    try:
+        patches = predict_patches(model, info, data, batch_size=min(batch, chunk or batch), device=opts.device)
+    except ValueError as exc:
+        raise ComparisonError(f"{label} model in {folder} does not fit the test data ({exc})") from None
+    seconds = time.perf_counter() - started
+    image, coverage = stitch_patches(patches, data.xcoords, data.ycoords, data.object.shape,
+                                     crop=opts.stitch_crop_size)
+    return Arm(label, image, seconds=seconds, coverage=coverage)
+
+
+def _score(arms: list[Arm], target: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
+    """Align every arm to the target in place; return the target's amplitude and phase."""
+    for arm in arms:
+        if opts.skip_registration or (opts.register_ptychi_only and arm.name != "PtyChi"):
+            continue
+        arm.obj, arm.shift = register(arm.obj, target)
+    trims = [border(target.shape, arm.shift) for arm in arms]
+    rows = slice(max(t[0].start for t in trims), min(t[0].stop for t in trims))
+    cols = slice(max(t[1].start for t in trims), min(t[1].stop for t in trims))
+    target = target[rows, cols]
+    target_amplitude = np.abs(target)
+    target_phase = remove_phase_offset(np.angle(target), opts.phase_align_method)
+    for arm in arms:
+        obj = arm.obj[rows, cols]
+        arm.amplitude = scale_amplitude(np.abs(obj), target_amplitude)
+        arm.phase = aligned_phase(obj, target, opts.phase_align_method)
+        try:
+            amp = all_metrics(arm.amplitude, target_amplitude, opts.ms_ssim_sigma, opts.frc_sigma)
+            # MS-SSIM smoothing is for amplitude (noise there is photon noise), as in the reference.
+            ph = all_metrics(arm.phase, target_phase, 0.0, opts.frc_sigma)
+            arm.metrics = {m: (amp[m], ph[m]) for m in METRICS}
+        except (ValueError, RuntimeError, FloatingPointError) as exc:
+            arm.error = str(exc)
+        if arm.metrics and not any(math.isfinite(v) for pair in arm.metrics.values() for v in pair):
+            arm.error = "every metric is NaN"
+    return target_amplitude, target_phase
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None or not math.isfinite(value) else repr(float(value))
+
+
+def _write_atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)  # the runner never sees half a table
+
+
+def _write_outputs(arms: list[Arm], target_amplitude, target_phase, ground_truth, opts: Options) -> None:
+    out = opts.output_dir
+    for arm in arms:
+        if arm.name == "PtyChi" or arm.amplitude is None:
+            continue
+        f, amp_frc = frc_curve(arm.amplitude, target_amplitude)
+        _, ph_frc = frc_curve(arm.phase, target_phase)
+        _write_atomic_csv(out / f"{'pinn' if arm.name == 'PtychoPINN' else 'baseline'}_frc_curves.csv",
+                          ["model", "frequency_bin", "amplitude_frc", "phase_frc"],
+                          [[arm.name, i, _cell(a), _cell(p)] for i, (a, p) in enumerate(zip(amp_frc, ph_frc))])
+    if opts.save_npz:
+        np.savez(out / "reconstructions.npz", ground_truth=ground_truth,
+                 **{f"{arm.name.lower()}_object": arm.obj for arm in arms})
+    if opts.save_npz_aligned:
+        np.savez(out / "reconstructions_aligned.npz", ground_truth_amplitude=target_amplitude,
+                 ground_truth_phase=target_phase,
+                 **{f"{arm.name.lower()}_{part}": getattr(arm, part) for arm in arms
+                    for part in ("amplitude", "phase") if getattr(arm, part) is not None})
+    _plot(arms, target_amplitude, target_phase, out / "comparison_plot.png")
+    rows = []
+    for arm in arms:
+        for metric in METRICS:
+            amp, ph = (arm.metrics or {}).get(metric, (math.nan, math.nan))
+            rows.append([arm.name, metric, _cell(amp), _cell(ph), ""])
+        rows.append([arm.name, "registration_offset_dy", "", "", _cell(arm.shift[0])])
+        rows.append([arm.name, "registration_offset_dx", "", "", _cell(arm.shift[1])])
+        rows.append([arm.name, "computation_time_s", "", "", _cell(arm.seconds)])
+    _write_atomic_csv(out / "comparison_metrics.csv", ["model", "metric", "amplitude", "phase", "value"], rows)
+
+
+def _plot(arms: list[Arm], target_amplitude, target_phase, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("Ground truth", target_amplitude, target_phase)] + [
+        (arm.name, arm.amplitude, arm.phase) for arm in arms if arm.amplitude is not None]
+    fig, axes = plt.subplots(2, len(panels), figsize=(3 * len(panels), 6), squeeze=False)
+    for col, (name, amplitude, phase) in enumerate(panels):
+        for row, (image, label, cmap) in enumerate(((amplitude, "amplitude", "gray"), (phase, "phase", "twilight"))):
+            ax = axes[row][col]
+            shown = ax.imshow(image, cmap=cmap)
+            ax.set_title(f"{name} {label}", fontsize=9)
+            ax.axis("off")
+            fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def compare(opts: Options) -> list[Arm]:
+    """Run the comparison and write every output; raises ComparisonError when an arm cannot be
+    scored (after writing what could be written, NaN as empty cells)."""
+    from ptychokit.npz_io import read_reconstruction
+
+    data = _load_test_data(opts)
+    log.info("test data %s: %d positions, object %s", opts.test_data, data.diffraction.shape[0], data.object.shape)
+    arms = [_predict(opts.pinn_dir, data, opts.pinn_batch_size, opts.pinn_chunk_size, opts, "PtychoPINN"),
+            _predict(opts.baseline_dir, data, opts.baseline_batch_size, opts.baseline_chunk_size, opts, "Baseline")]
+    if opts.tike_recon_path is not None:
+        try:
+            recon = read_reconstruction(opts.tike_recon_path)
+        except FileNotFoundError:
+            raise ComparisonError(f"reconstruction {opts.tike_recon_path} does not exist") from None
+        except KeyError as exc:
+            raise ComparisonError(f"reconstruction {opts.tike_recon_path} lacks the key {exc.args[0]}") from None
+        if recon.object.shape != data.object.shape:
+            raise ComparisonError(f"reconstruction {opts.tike_recon_path} is {recon.object.shape}, "
+                                  f"the ground truth {data.object.shape}")
+        arms.append(Arm("PtyChi", recon.object, seconds=recon.elapsed_s if recon.elapsed_s is not None else math.nan))
+    box = scanned_box(arms[0].coverage)
+    ground_truth = data.object
+    target = ground_truth[box]
+    for arm in arms:
+        arm.obj = arm.obj[box]
+    target_amplitude, target_phase = _score(arms, target, opts)
+    opts.output_dir.mkdir(parents=True, exist_ok=True)
+    _write_outputs(arms, target_amplitude, target_phase, ground_truth, opts)
+    failed = [f"{arm.name} ({arm.error})" for arm in arms if arm.error]
+    if failed:
+        raise ComparisonError(f"metrics could not be computed for {', '.join(failed)}")
+    return arms
