@@ -15,11 +15,25 @@ UPSAMPLE = 50  # registration precision: 1/50 px
 
 
 def scanned_box(coverage: np.ndarray) -> tuple[slice, slice]:
-    """The bounding box of the pixels some patch covered."""
+    """A rectangle of the scanned region with no uncovered pixel in it: the bounding box of the
+    covered pixels, shrunk edge by edge (the edge with the most holes first) until no hole is left,
+    so that gaps between patches at the scan's rim are not scored as errors."""
     rows, cols = np.nonzero(coverage)
     if rows.size == 0:
         raise ValueError("no pixel of the object was covered by a patch")
-    return slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+    holes = coverage == 0
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    while top < bottom and left < right and holes[top:bottom, left:right].any():
+        edges = {"top": holes[top, left:right].sum(), "bottom": holes[bottom - 1, left:right].sum(),
+                 "left": holes[top:bottom, left].sum(), "right": holes[top:bottom, right - 1].sum()}
+        worst = max(edges, key=edges.get)
+        if edges[worst] == 0:  # a hole inside the region, not on its rim: keep the box
+            break
+        top, bottom = top + (worst == "top"), bottom - (worst == "bottom")
+        left, right = left + (worst == "left"), right - (worst == "right")
+    if top >= bottom or left >= right:
+        raise ValueError("the scanned region has no rectangle without holes")
+    return slice(top, bottom), slice(left, right)
 
 
 def register(moving: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:

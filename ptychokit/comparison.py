@@ -203,10 +203,12 @@ def _plot(arms: list[Arm], target_amplitude, target_phase, path: Path) -> None:
     panels = [("Ground truth", target_amplitude, target_phase)] + [
         (arm.name, arm.amplitude, arm.phase) for arm in arms if arm.amplitude is not None]
     fig, axes = plt.subplots(2, len(panels), figsize=(3 * len(panels), 6), squeeze=False)
+    # Every panel of a row shares the ground truth's colour scale, so the eye compares like with like.
+    limits = [(float(np.min(t)), float(np.max(t))) for t in (target_amplitude, target_phase)]
     for col, (name, amplitude, phase) in enumerate(panels):
         for row, (image, label, cmap) in enumerate(((amplitude, "amplitude", "gray"), (phase, "phase", "twilight"))):
             ax = axes[row][col]
-            shown = ax.imshow(image, cmap=cmap)
+            shown = ax.imshow(image, cmap=cmap, vmin=limits[row][0], vmax=limits[row][1])
             ax.set_title(f"{name} {label}", fontsize=9)
             ax.axis("off")
             fig.colorbar(shown, ax=ax, fraction=0.046)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+CHUNK = 512  # patterns per simulation chunk
+
 
 def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
     """Detector-plane field of an exit wave (..., N, N), DC at the centre."""
@@ -43,6 +45,10 @@ def expected_counts(probe: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
     return far_field(probe * patches).abs() ** 2
 
 
+def _chunks(patches: np.ndarray, size: int = CHUNK) -> list[np.ndarray]:
+    return [patches[i:i + size] for i in range(0, patches.shape[0], size)]
+
+
 def dose_scaled_probe(probe: np.ndarray, patches: np.ndarray, dose: float) -> np.ndarray:
     """`probe` scaled so that the expected counts of the patterns sum to `dose` on average.
 
@@ -50,16 +56,27 @@ def dose_scaled_probe(probe: np.ndarray, patches: np.ndarray, dose: float) -> np
     pattern its own probe strength, which no single-probe model (solver or PINN) could explain.
     By Parseval the mean total is the mean exit-wave energy.
     """
-    energy = np.mean(np.sum(np.abs(probe[None] * patches) ** 2, axis=(-2, -1)))
-    return (probe * np.sqrt(dose / energy)).astype(np.complex64)
+    intensity = (np.abs(probe) ** 2).astype(np.float64)
+    totals = np.concatenate([np.sum(intensity * np.abs(chunk) ** 2, axis=(-2, -1))
+                             for chunk in _chunks(patches)])
+    return (probe * np.sqrt(dose / totals.mean())).astype(np.complex64)
 
 
 def simulate_amplitudes(probe: np.ndarray, patches: np.ndarray,
                         rng: np.random.Generator) -> np.ndarray:
-    """Measured amplitudes sqrt(Poisson(counts)) of every pattern, float32 (n, N, N)."""
-    with torch.no_grad():
-        counts = expected_counts(torch.from_numpy(probe), torch.from_numpy(patches)).numpy()
-    return np.sqrt(rng.poisson(counts.astype(np.float64))).astype(np.float32)
+    """Measured amplitudes sqrt(Poisson(counts)) of every pattern, float32 (n, N, N).
+
+    Chunked so that the full preset (10,000 patterns of 128 x 128) never holds more than one
+    chunk's complex intermediates at a time.
+    """
+    out = np.empty(patches.shape, dtype=np.float32)
+    start = 0
+    for chunk in _chunks(patches):
+        with torch.no_grad():
+            counts = expected_counts(torch.from_numpy(probe), torch.from_numpy(chunk)).numpy()
+        out[start:start + chunk.shape[0]] = np.sqrt(rng.poisson(counts.astype(np.float64)))
+        start += chunk.shape[0]
+    return out
 
 
 def poisson_nll(predicted_counts: torch.Tensor, measured_counts: torch.Tensor) -> torch.Tensor:
