@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ptychokit.checkpoint import save_model
@@ -22,7 +23,7 @@ from ptychokit.npz_io import Reconstruction, read_ptycho_npz, write_ptycho_npz, 
 from ptychokit.presets import GRIDSIZE_CHANNELS, SPLITS, VIEWS, Preset
 from ptychokit.simulation import make_scene, measure
 from ptychokit.solver import ALGORITHM, SolverSettings, reconstruct
-from ptychokit.training import TrainingSettings, train_baseline, train_pinn
+from ptychokit.training import TrainedModel, TrainingSettings, train_baseline, train_pinn
 from ptychokit.views import select_view
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,12 @@ def phase_d(root: Path, preset: Preset) -> None:
                 data = read_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
                 chosen = select_view(data.xcoords, data.ycoords, view, overlap, preset.patch_size)
                 meta = {**chosen.metadata, "dose": dose, "split": split}
-                subset = data.subset(chosen.indices)
+                subset = replace(data.subset(chosen.indices), metadata=meta)
                 write_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz",
-                                 _with_metadata(subset, meta))
+                                 subset)
                 log.info("[D] dose %d %s %s: kept %d of %d (%s, spacing >= %.1f px)", dose, view,
                          split, meta["n_accepted"], meta["n_positions"], meta["selection_strategy"],
                          meta["spacing_threshold"])
-
-
-def _with_metadata(data, meta: dict[str, Any]):
-    from dataclasses import replace
-    return replace(data, metadata=meta)
 
 
 def _training(preset: Preset, steps: int, seed: int) -> TrainingSettings:
@@ -93,7 +89,8 @@ def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
                      trained.log[0]["loss"], trained.log[-1]["loss"], trained.log[-1]["seconds"])
 
 
-def _save(folder: Path, trained, kind: str, probe, provenance: dict[str, Any]) -> None:
+def _save(folder: Path, trained: TrainedModel, kind: str, probe: np.ndarray | None,
+          provenance: dict[str, Any]) -> None:
     provenance = {**provenance, "steps": trained.log[-1]["step"], "final_loss": trained.log[-1]["loss"],
                   "train_seconds": trained.log[-1]["seconds"]}
     save_model(folder, trained.model.cpu(), kind, trained.preprocessing, probe, provenance,
@@ -115,7 +112,7 @@ def phase_f(root: Path, preset: Preset, seed: int, device: str) -> None:
                     root / "phase_f" / relative / "ptychi_reconstruction.npz",
                     Reconstruction(solved.object, solved.probe, ALGORITHM, solved.elapsed_s,
                                    settings.iterations),
-                    {"cost_history": torch.tensor(solved.cost_history).numpy(),
+                    {"cost_history": np.asarray(solved.cost_history),
                      "xcoords": data.xcoords, "ycoords": data.ycoords})
                 legacy = {"dose": dose, "view": view, "split": split, "output_dir": str(relative)}
                 _write_json(root / "phase_f" / f"dose_{dose}_{view}_{split}" / "manifest.json", legacy)
