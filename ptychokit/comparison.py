@@ -26,6 +26,11 @@ log = logging.getLogger("compare_models")
 METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
 
 
+def _missing_key(exc: KeyError) -> str:
+    """The key name of numpy's "'x is not a file in the archive'" KeyError."""
+    return str(exc.args[0]).split(" is not a file")[0].strip("'\"")
+
+
 class ComparisonError(Exception):
     """The comparison cannot be made or scored (exit 1)."""
 
@@ -82,7 +87,7 @@ def _load_test_data(opts: Options):
     except FileNotFoundError:
         raise ComparisonError(f"test data {opts.test_data} does not exist") from None
     except KeyError as exc:
-        raise ComparisonError(f"test data {opts.test_data} lacks the key {exc.args[0]}") from None
+        raise ComparisonError(f"test data {opts.test_data} lacks the key '{_missing_key(exc)}'") from None
     except (ValueError, OSError) as exc:
         raise ComparisonError(f"test data {opts.test_data} cannot be read ({exc})") from None
     if data.object is None:
@@ -232,7 +237,7 @@ def compare(opts: Options) -> list[Arm]:
         except FileNotFoundError:
             raise ComparisonError(f"reconstruction {opts.tike_recon_path} does not exist") from None
         except KeyError as exc:
-            raise ComparisonError(f"reconstruction {opts.tike_recon_path} lacks the key {exc.args[0]}") from None
+            raise ComparisonError(f"reconstruction {opts.tike_recon_path} lacks the key '{_missing_key(exc)}'") from None
         if recon.object.shape != data.object.shape:
             raise ComparisonError(f"reconstruction {opts.tike_recon_path} is {recon.object.shape}, "
                                   f"the ground truth {data.object.shape}")
