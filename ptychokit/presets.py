@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
         pinn_steps=30, batch_size=16, learning_rate=1e-3, solver_iterations=30, solver_batch=16,
         max_train_patterns=256,
     ),
-    # The README's main job: about two minutes on two CPU cores.
+    # The README's main job: about a minute and a half on two CPU cores.
     "demo": Preset(
         name="demo", patch_size=32, object_size=224, scan_step=4.0, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=600,
