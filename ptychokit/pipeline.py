@@ -31,6 +31,7 @@ METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold",
 
 
 def phase_c(root: Path, preset: Preset, seed: int) -> None:
+    """Simulate the scene once and measure it at every dose: phase_c/dose_D/patched_{split}.npz."""
     scene = make_scene(preset, seed)
     log.info("[C] object %dx%d, probe %dx%d, %d scan positions", *scene.object.shape,
              *scene.probe.shape, scene.xcoords.size)
@@ -43,6 +44,7 @@ def phase_c(root: Path, preset: Preset, seed: int) -> None:
 
 
 def phase_d(root: Path, preset: Preset) -> None:
+    """Select each view of each split: phase_d/dose_D/{view}/{view}_{split}.npz with _metadata."""
     for dose in preset.doses:
         for view, overlap in VIEWS.items():
             for split in SPLITS:
@@ -64,6 +66,7 @@ def _training(preset: Preset, steps: int, seed: int) -> TrainingSettings:
 
 
 def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
+    """Train the baseline of every dose and the PINN of every dose and view: phase_e checkpoints."""
     n = preset.patch_size
     for dose in preset.doses:
         train_path = root / "phase_c" / f"dose_{dose}" / "patched_train.npz"
@@ -98,6 +101,7 @@ def _save(folder: Path, trained: TrainedModel, kind: str, probe: np.ndarray | No
 
 
 def phase_f(root: Path, preset: Preset, seed: int, device: str) -> None:
+    """Reconstruct every (dose, view, split) and write the reconstruction NPZ and the manifests."""
     settings = SolverSettings(iterations=preset.solver_iterations, batch_size=preset.solver_batch,
                               seed=seed)
     results = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,13 @@ def test_simulation_is_deterministic_for_a_seed(tmp_path, tiny_study):
             assert again.files == first.files
             for key in first.files:
                 assert np.array_equal(again[key], first[key]), key
+
+
+def test_ptychokit_never_imports_the_runner():
+    code = ("import sys, pkgutil, importlib, ptychokit\n"
+            "for m in pkgutil.iter_modules(ptychokit.__path__): importlib.import_module('ptychokit.' + m.name)\n"
+            "print(sorted(n for n in sys.modules if n == 'runner' or n.startswith('runner.')))")
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
