@@ -11,11 +11,12 @@ def neighbour_groups(xcoords: np.ndarray, ycoords: np.ndarray, channels: int, ne
     """(n, C) position indices: row i is position i (the anchor, column 0) and C - 1 partners.
 
     Partners are a seeded random choice among the anchor's K nearest neighbours, so the groups
-    are reproducible and the same rule serves training and inference.
+    are reproducible and the same rule serves training and inference. With fewer than C positions
+    in all, partners repeat (a view of a tiny scan can keep only two or three).
     """
     n = xcoords.size
-    if n < channels:
-        raise ValueError(f"{n} positions cannot form groups of {channels}")
+    if n == 0:
+        raise ValueError("no positions to group")
     k = min(max(neighbours, channels), n)
     points = np.column_stack([xcoords, ycoords])
     _, nearest = cKDTree(points).query(points, k=k)
@@ -24,7 +25,9 @@ def neighbour_groups(xcoords: np.ndarray, ycoords: np.ndarray, channels: int, ne
     groups = np.empty((n, channels), dtype=np.int64)
     for anchor in range(n):
         candidates = nearest[anchor][nearest[anchor] != anchor]
-        partners = rng.choice(candidates, size=channels - 1, replace=False)
+        if candidates.size == 0:
+            candidates = np.array([anchor])
+        partners = rng.choice(candidates, size=channels - 1, replace=candidates.size < channels - 1)
         groups[anchor] = np.concatenate([[anchor], partners])
     return groups
 

@@ -77,3 +77,13 @@ def test_a_saved_checkpoint_reloads_and_predicts_the_same(tiny_train, tmp_path, 
     assert np.array_equal(reloaded, original)
     assert info.gridsize == (1 if kind == "baseline" else 2)
     assert len(trained.log) >= 1 and trained.log[-1]["step"] == SHORT.steps
+
+
+def test_groups_are_anchored_neighbours_and_survive_a_tiny_view(tiny_train):
+    from ptychokit.grouping import neighbour_groups
+    groups = neighbour_groups(tiny_train.xcoords, tiny_train.ycoords, 4, 7, 123)
+    assert groups.shape == (tiny_train.xcoords.size, 4)
+    assert np.array_equal(groups[:, 0], np.arange(tiny_train.xcoords.size))
+    assert all(len(set(row)) == 4 for row in groups)
+    few = neighbour_groups(np.array([10.0, 20.0]), np.array([5.0, 5.0]), 4, 7, 123)
+    assert few.shape == (2, 4) and set(few.ravel()) == {0, 1}
