@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import run_runner, runner_env
+from helpers import run_runner, runner_env
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
 

@@ -6,7 +6,7 @@ import sys
 import venv
 import zipfile
 
-from conftest import REPO, run_runner
+from helpers import REPO, run_runner
 
 
 def test_runner_core_imports_neither_torch_nor_numpy():

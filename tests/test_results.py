@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from conftest import ledger_rows, run_runner
+from helpers import ledger_rows, run_runner
 from runner import ledger as ledger_module
 from runner.jobs import FailureClass
 from runner.ledger import SCHEMA_VERSION, prepare

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ledger_rows, pid_alive, processes_with_env, run_runner, runner_cmd, runner_env,
+from helpers import (ledger_rows, pid_alive, processes_with_env, run_runner, runner_cmd, runner_env,
                       start_runner, wait_for)
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
@@ -261,7 +261,7 @@ def test_dry_run_writes_the_plan_and_launches_nothing(study, tmp_path):
 
 
 def test_awkward_paths_reach_the_child_unchanged(tmp_path):
-    from conftest import make_study
+    from helpers import make_study
     study = make_study(tmp_path / "it's a \"study\" $(touch pwned) `id`", doses=(1000,))
     record = tmp_path / "calls.jsonl"
     result = run_runner(study, *ONE, "--compare-arg=--console-level", "--compare-arg=-debug; rm -rf /",

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import run_runner, runner_env
+from helpers import run_runner, runner_env
 
 
 def status(*args):
