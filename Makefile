@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run STUDY=DIR   the main job: every comparison of the study in DIR
+#   make demo   the main job: the built-in demo study, generated, compared and summarised
 #   make test   the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch; on a GPU machine use e.g. TORCH='torch>=2.4,<2.14'.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup test run example-ledger
+.PHONY: setup test run demo example-ledger
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,11 @@ example-ledger: setup
 run: setup
 	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (the folder holding phase_c ... phase_f)"; exit 2; }
 	$(BIN)/python -m runner run --study-root '$(STUDY)' $(ARGS)
+
+# The main job: generate the demo study (or reuse it), run every comparison, show the answer.
+DEMO ?= demo_study
+demo: setup
+	@if [ -f '$(DEMO)/study.json' ]; then echo "reusing the demo study in $(DEMO)"; \
+	else $(BIN)/python scripts/make_synthetic_study.py --out '$(DEMO)' --preset demo; fi
+	$(BIN)/python -m runner run --study-root '$(DEMO)' --max-parallel 2 $(ARGS)
+	$(BIN)/python scripts/show_results.py '$(DEMO)/analysis/ledger.db'

@@ -24,6 +24,9 @@ def configure_threads() -> int:
     The models are small, so oversubscribing threads costs more in synchronisation than it gains.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # A launcher running several jobs at once (the runner) says how many threads each may use.
+    requested = os.environ.get("OMP_NUM_THREADS", "")
+    cores = int(requested) if requested.isdigit() and int(requested) > 0 else cores
     torch.set_num_threads(max(1, cores))
     try:
         torch.set_num_interop_threads(1)

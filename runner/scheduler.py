@@ -46,8 +46,11 @@ class Event:
     stderr_log: str | None = None
 
 
-def child_environment(job: Job, slot: Slot, token: str) -> dict[str, str]:
+def child_environment(job: Job, slot: Slot, token: str, threads: int) -> dict[str, str]:
     env = dict(os.environ)
+    # Concurrent jobs share the CPU cores: without a cap each would start a thread per core and
+    # OpenMP's spinning threads would slow every job down many times over.
+    env.setdefault("OMP_NUM_THREADS", str(threads))
     env.update(dict(job.env))
     env.update({
         "CUDA_VISIBLE_DEVICES": slot.device.visible_id,  # '' hides every GPU from CPU jobs
@@ -71,6 +74,8 @@ class Scheduler:
         self.executor = executor or LocalExecutor()
         self.on_event = on_event
         self.stop_signal: int | None = None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.threads_per_job = max(1, cores // max(1, len(pool.slots)))
         self._stop = asyncio.Event()
 
     def request_stop(self, signum: int) -> None:
@@ -126,7 +131,8 @@ class Scheduler:
         launched_ns = time.time_ns()
         try:
             handle = await self.executor.launch(LaunchSpec(
-                tuple(argv), job.cwd, child_environment(job, slot, token), stdout_log, stderr_log))
+                tuple(argv), job.cwd, child_environment(job, slot, token, self.threads_per_job),
+                stdout_log, stderr_log))
         except LaunchError as exc:
             outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
         else:

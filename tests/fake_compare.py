@@ -104,6 +104,7 @@ def main():
     if record:
         line = json.dumps({"condition": condition, "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"),
                            "order": os.environ.get("CUDA_DEVICE_ORDER"), "start": started,
+                           "threads": os.environ.get("OMP_NUM_THREADS"),
                            "end": time.time(), "pid": os.getpid(), "argv": sys.argv[1:],
                            "attempt": attempt})
         with open(record, "a") as f:

@@ -25,6 +25,7 @@ def runner_cmd(study_root: Path, *extra: str) -> list[str]:
 def runner_env(behaviour: dict | None = None, record: Path | None = None, **more: str) -> dict:
     env = dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("OMP_NUM_THREADS", None)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["FAKE_COMPARE_BEHAVIOUR"] = json.dumps(behaviour or {})
     if record:

@@ -39,6 +39,8 @@ def test_a_full_run_succeeds_records_everything_and_writes_the_manifest(study, t
     assert all("cuda warning noise" in Path(r["stderr_log"]).read_text() for r in rows)
     calls = records(record)
     assert {c["order"] for c in calls} == {"PCI_BUS_ID"} and {c["cvd"] for c in calls} == {""}
+    cores = len(os.sched_getaffinity(0))
+    assert {c["threads"] for c in calls} == {str(max(1, cores // 2))}  # cores shared by 2 slots
     manifest = json.loads((study / "analysis/comparison_manifest.json").read_text())
     assert (manifest["n_jobs"], manifest["n_executed"], manifest["n_success"], manifest["n_failed"]) == (12, 12, 12, 0)
     first = manifest["execution_results"][0]
