@@ -131,9 +131,13 @@ def _predict(folder: Path, data, batch: int, chunk: int | None, opts: Options, l
 def _score(arms: list[Arm], target: np.ndarray, opts: Options) -> tuple[np.ndarray, np.ndarray]:
     """Align every arm to the target in place; return the target's amplitude and phase."""
     for arm in arms:
-        if opts.skip_registration or (opts.register_ptychi_only and arm.name != "PtyChi"):
-            continue
-        arm.obj, arm.shift = register(arm.obj, target)
+        if not np.all(np.isfinite(arm.obj)):
+            arm.error = "its image holds NaN or infinite values"
+        elif not (opts.skip_registration or (opts.register_ptychi_only and arm.name != "PtyChi")):
+            try:
+                arm.obj, arm.shift = register(arm.obj, target)
+            except ValueError as exc:
+                arm.error = f"registration failed: {exc}"
     trims = [border(target.shape, arm.shift) for arm in arms]
     rows = slice(max(t[0].start for t in trims), min(t[0].stop for t in trims))
     cols = slice(max(t[1].start for t in trims), min(t[1].stop for t in trims))
@@ -141,6 +145,8 @@ def _score(arms: list[Arm], target: np.ndarray, opts: Options) -> tuple[np.ndarr
     target_amplitude = np.abs(target)
     target_phase = remove_phase_offset(np.angle(target), opts.phase_align_method)
     for arm in arms:
+        if arm.error:
+            continue  # scored as NaN: empty cells, and exit 1 naming the arm
         obj = arm.obj[rows, cols]
         arm.amplitude = scale_amplitude(np.abs(obj), target_amplitude)
         arm.phase = aligned_phase(obj, target, opts.phase_align_method)
@@ -193,8 +199,9 @@ def _write_outputs(arms: list[Arm], target_amplitude, target_phase, ground_truth
         for metric in METRICS:
             amp, ph = (arm.metrics or {}).get(metric, (math.nan, math.nan))
             rows.append([arm.name, metric, _cell(amp), _cell(ph), ""])
-        rows.append([arm.name, "registration_offset_dy", "", "", _cell(arm.shift[0])])
-        rows.append([arm.name, "registration_offset_dx", "", "", _cell(arm.shift[1])])
+        shift = (math.nan, math.nan) if arm.error else arm.shift
+        rows.append([arm.name, "registration_offset_dy", "", "", _cell(shift[0])])
+        rows.append([arm.name, "registration_offset_dx", "", "", _cell(shift[1])])
         rows.append([arm.name, "computation_time_s", "", "", _cell(arm.seconds)])
     _write_atomic_csv(out / "comparison_metrics.csv", ["model", "metric", "amplitude", "phase", "value"], rows)
 

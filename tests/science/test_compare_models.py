@@ -150,3 +150,22 @@ def test_the_runner_drives_the_real_script_over_the_whole_tiny_study(tiny_study,
     assert set(strategies) == {"dense", "sparse"} and all(strategies.values())
     manifest = json.loads((study / "analysis/comparison_manifest.json").read_text())
     assert manifest["n_success"] == 12
+
+
+def test_an_arm_that_cannot_be_scored_is_an_error_with_empty_cells_not_zeros(tiny_study, tmp_path):
+    args = compare_args(tiny_study, tmp_path / "out")
+    recon = Path(args[args.index("--tike_recon_path") + 1])
+    with np.load(recon) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["reconstructed_object"] = np.full_like(arrays["reconstructed_object"], np.nan)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    args[args.index("--tike_recon_path") + 1] = str(tmp_path / "nan.npz")
+    result = compare(*args)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == ("compare_models: error: metrics could not be computed "
+                                                      "for PtyChi (its image holds NaN or infinite values)")
+    rows = read_metrics(tmp_path / "out/comparison_metrics.csv")
+    ptychi = [r for r in rows if r["model"] == "PtyChi" and r["metric"] == "ms_ssim"][0]
+    assert ptychi["amplitude"] == "" and ptychi["phase"] == ""
+    baseline = [r for r in rows if r["model"] == "Baseline" and r["metric"] == "ms_ssim"][0]
+    assert float(baseline["amplitude"]) > 0
