@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-from fixture_study import make_study
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_COMPARE = Path(__file__).resolve().parent / "fake_compare.py"

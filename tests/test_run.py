@@ -263,7 +263,7 @@ def test_dry_run_writes_the_plan_and_launches_nothing(study, tmp_path):
 
 
 def test_awkward_paths_reach_the_child_unchanged(tmp_path):
-    from helpers import make_study
+    from fixture_study import make_study
     study = make_study(tmp_path / "it's a \"study\" $(touch pwned) `id`", doses=(1000,))
     record = tmp_path / "calls.jsonl"
     result = run_runner(study, *ONE, "--compare-arg=--console-level", "--compare-arg=-debug; rm -rf /",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import make_study
+from fixture_study import make_study
 from runner.config import build_settings
 from runner.study import PlanError, plan
 
