@@ -118,6 +118,17 @@ def _test_data(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(mapping.items())
 
 
+def _default_workdir(cwd: Path, compare_cmd: tuple) -> Path:
+    """The current folder, unless the default command's script is not there but is in the
+    checkout this runner runs from (so `runner run` works from any folder)."""
+    script = Path("scripts") / "compare_models.py"
+    checkout = Path(__file__).resolve().parent.parent
+    if tuple(compare_cmd) == DEFAULT_COMPARE_CMD and not (cwd / script).is_file() \
+            and (checkout / script).is_file():
+        return checkout
+    return cwd
+
+
 def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
     """Merge the TOML file named by cli['config'] (if any) with the flags; flags win."""
     cwd = cwd or Path.cwd()
@@ -161,7 +172,7 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
     compare_args = merged.get("compare_args") or merged.get("compare_arg") or ()
     if isinstance(compare_args, str):
         compare_args = shlex.split(compare_args)
-    workdir = root("workdir", cwd)
+    workdir = root("workdir", _default_workdir(cwd, tuple(compare_cmd)))
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder")
 

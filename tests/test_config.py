@@ -50,3 +50,13 @@ def test_missing_roots_are_named(tmp_path):
 def test_force_and_only_failed_contradict(study):
     with pytest.raises(ConfigError, match="contradict"):
         build_settings({"study_root": str(study), "force": True, "only_failed": True})
+
+
+def test_default_command_runs_in_this_checkout_from_any_folder(study, tmp_path):
+    from runner.config import DEFAULT_COMPARE_CMD
+
+    repo = __import__("pathlib").Path(__file__).resolve().parent.parent
+    s = build_settings({"study_root": str(study)}, cwd=tmp_path)
+    assert s.compare_cmd == DEFAULT_COMPARE_CMD and s.workdir == repo
+    custom = build_settings({"study_root": str(study), "compare_cmd": "python x.py"}, cwd=tmp_path)
+    assert custom.workdir == tmp_path
