@@ -31,11 +31,11 @@ from runner.scheduler import Policy, Scheduler
 from runner.slots import SlotError, SlotPool, build_slots, parse_gpus
 from runner.study import PlanError, check_compare_command, plan
 
-USER_ERRORS = (ConfigError, PlanError, LedgerError, LockError, SlotError)
-
-
 class UsageError(Exception):
     pass
+
+
+USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError)
 
 
 class Parser(argparse.ArgumentParser):
@@ -229,9 +229,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return command_run(args)
         return command_status(args)
-    except UsageError as exc:
-        print(f"runner: error: {exc}", file=sys.stderr)
-        return 2
     except USER_ERRORS as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 2

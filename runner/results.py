@@ -68,8 +68,13 @@ def read_metrics(check: MetricsCheck, launched_ns: int) -> tuple[list[MetricRow]
     return rows, None
 
 
+def split_status(returncode: int) -> tuple[int | None, int | None]:
+    """(exit code, signal) of an exit status; a negative status means killed by that signal."""
+    return (None, -returncode) if returncode < 0 else (returncode, None)
+
+
 def classify_exit(returncode: int, exit_classes: dict[int, FailureClass]) -> tuple[FailureClass, int | None, int | None]:
     """(failure class, exit code, signal) of a non-zero exit status."""
-    if returncode < 0:
-        return FailureClass.SIGNAL, None, -returncode
-    return exit_classes.get(returncode, FailureClass.EXIT_CODE), returncode, None
+    code, sig = split_status(returncode)
+    failure = FailureClass.SIGNAL if sig else exit_classes.get(code, FailureClass.EXIT_CODE)
+    return failure, code, sig

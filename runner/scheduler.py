@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
 from runner.ledger import Ledger
-from runner.results import classify_exit, read_metrics
+from runner.results import classify_exit, read_metrics, split_status
 from runner.slots import Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -163,16 +163,12 @@ class Scheduler:
                 log.warning("%s: killed processes its command left running", job.key)
             return self._judge(job, returncode, launched_ns)
         exit_task.cancel()
-        returncode = await self.executor.terminate(handle, self.policy.grace)
+        code, sig = split_status(await self.executor.terminate(handle, self.policy.grace))
         if self._stop.is_set():
-            return Outcome(False, exit_code=returncode if returncode >= 0 else None,
-                           signal=-returncode if returncode < 0 else None,
-                           failure_class=FailureClass.INTERRUPTED,
-                           detail=f"the runner was stopped by signal {self.stop_signal}")
-        return Outcome(False, exit_code=returncode if returncode >= 0 else None,
-                       signal=-returncode if returncode < 0 else None,
-                       failure_class=FailureClass.TIMEOUT,
-                       detail=f"ran past --timeout {self.policy.timeout:g}s; process group killed")
+            failure, detail = FailureClass.INTERRUPTED, f"the runner was stopped by signal {self.stop_signal}"
+        else:
+            failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
+        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
     def _judge(self, job: Job, returncode: int, launched_ns: int) -> Outcome:
         if returncode != 0:
