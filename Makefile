@@ -29,10 +29,11 @@ run: setup
 	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (the folder holding phase_c ... phase_f)"; exit 2; }
 	$(BIN)/python -m runner run --study-root '$(STUDY)' $(ARGS)
 
-# The main job: generate the demo study (or reuse it), run every comparison, show the answer.
+# The main job: generate the demo study (or reuse it), run every comparison, write the report and
+# show its headline. The report is written even when a comparison failed; make then exits non-zero.
 DEMO ?= demo_study
 demo: setup
 	@if [ -f '$(DEMO)/study.json' ]; then echo "reusing the demo study in $(DEMO)"; \
 	else $(BIN)/python scripts/make_synthetic_study.py --out '$(DEMO)' --preset demo; fi
-	$(BIN)/python -m runner run --study-root '$(DEMO)' --max-parallel 2 $(ARGS)
-	$(BIN)/python scripts/show_results.py '$(DEMO)/analysis/ledger.db'
+	@rc=0; $(BIN)/python -m runner run --study-root '$(DEMO)' --max-parallel 2 $(ARGS) || rc=$$?; \
+	$(BIN)/python -m runner report --artifact-root '$(DEMO)/analysis' || rc=$$?; exit $$rc

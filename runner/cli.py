@@ -1,4 +1,4 @@
-"""Command line: `python -m runner run|status`. Parses arguments, wires the pieces together,
+"""Command line: `python -m runner run|status|report`. Parses arguments, wires the pieces together,
 turns user errors into one `runner: error: ...` line and an exit code.
 
 Exit codes of `run`: 0 every planned job has succeeded (now or in an earlier run); 1 some job
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner import __version__, manifest, status
+from runner import __version__, manifest, report, status
 from runner.config import ConfigError, Settings, build_settings
 from runner.jobs import Job
 from runner.ledger import Ledger, LedgerError, check_path, network_filesystem_warning
@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     stat.add_argument("--json", action="store_true", help="machine-readable output")
     stat.add_argument("--watch", nargs="?", type=float, const=2.0, metavar="SEC",
                       help="refresh every SEC seconds (default 2) until Ctrl-C")
+
+    rep = commands.add_parser("report", help="write the study report (JSON, CSV, plots, HTML) from the ledger")
+    rep.add_argument("--ledger", help="ledger file")
+    rep.add_argument("--artifact-root", help="folder holding ledger.db")
+    rep.add_argument("--out", help="report folder (default: report/ beside the ledger)")
+    rep.add_argument("--condition", help="condition whose images the montage shows, e.g. dose_1000/dense/test")
     return parser
 
 
@@ -199,13 +205,38 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
     return 0 if all(state == "succeeded" for state in states) else 1
 
 
-def command_status(args: argparse.Namespace) -> int:
+def ledger_from_args(args: argparse.Namespace) -> Path:
     if args.ledger:
-        ledger = Path(args.ledger).expanduser().resolve()
-    elif args.artifact_root:
-        ledger = Path(args.artifact_root).expanduser().resolve() / "ledger.db"
-    else:
-        ledger = Path("ledger.db").resolve()
+        return Path(args.ledger).expanduser().resolve()
+    if args.artifact_root:
+        return Path(args.artifact_root).expanduser().resolve() / "ledger.db"
+    return Path("ledger.db").resolve()
+
+
+def command_report(args: argparse.Namespace) -> int:
+    ledger = ledger_from_args(args)
+    out = Path(args.out).expanduser().resolve() if args.out else ledger.parent / "report"
+    ensure_writable(out)
+    try:
+        summary, files = report.write_report(ledger, out, args.condition)
+    except report.NothingToReport as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return 1
+    if files.plot_problem:
+        print(f"runner: warning: {files.plot_problem}", file=sys.stderr)
+    print(report.headline_text(summary))
+    print(f"{summary['n_success']} of {summary['n_jobs']} conditions reported, {summary['n_failed']} failed, "
+          f"{summary['n_blocked']} blocked, {summary['n_not_run']} not run")
+    for problem in summary["problems"]:
+        print(f"  {problem['key']}: {problem['state']} ({problem['failure_class']}) "
+              f"{problem['log_path'] or problem['detail'] or ''}")
+    print(f"report: {files.html}")
+    print(f"also: {files.summary}, {files.table}, {files.deltas}, {len(files.plots)} plots in {out / 'plots'}")
+    return 0
+
+
+def command_status(args: argparse.Namespace) -> int:
+    ledger = ledger_from_args(args)
     show = status.as_json if args.json else status.render
     if args.watch is None:
         print(show(status.snapshot(ledger)))
@@ -228,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return command_run(args)
+        if args.command == "report":
+            return command_report(args)
         return command_status(args)
     except USER_ERRORS as exc:
         print(f"runner: error: {exc}", file=sys.stderr)

@@ -97,3 +97,23 @@ FROM condition_grid;
 -- name: latest_run
 SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, git_commit, slots
 FROM runs ORDER BY run_id DESC LIMIT 1;
+
+-- name: report_conditions
+-- Every condition with its latest attempt and, when it has one, its standing success.
+SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, g.failure_class,
+       g.detail, g.stdout_log, g.stderr_log, g.selection_strategy, g.acceptance_rate,
+       g.spacing_threshold, g.n_accepted, g.n_rejected, j.output_dir,
+       s.number AS success_attempt, s.device AS success_device, s.ended_at AS success_ended_at,
+       s.duration_s AS success_duration_s, s.run_id AS success_run_id
+FROM condition_grid g
+JOIN jobs j USING (job_id)
+LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
+ORDER BY g.plan_order;
+
+-- name: report_metrics
+-- The metrics of every condition's standing success.
+SELECT key, model, metric, amplitude, phase, value FROM study_metrics;
+
+-- name: report_runs
+SELECT run_id, started_at, ended_at, outcome, host, user, argv, runner_version, git_commit, slots
+FROM runs ORDER BY run_id;

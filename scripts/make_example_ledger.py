@@ -1,58 +1,61 @@
-"""Regenerate ledger.db.example: a small real ledger made by real runs of the runner.
+"""Regenerate ledger.db.example from the ledger of the demo run (`make demo`).
 
-It builds a one-dose study under /tmp/runner-example (tiny arrays in the real formats), and runs
-the runner on it with the stand-in compare script of the tests: one condition fails once and
-succeeds on retry, one ends with exit 0 but no metrics, one is blocked by a missing
-reconstruction; a second run resumes. Usage: python scripts/make_example_ledger.py
+The copy is made with SQLite's backup API (consistent even while a runner writes) and brought to
+this runner's schema by its own migrations; then the checkout's folder, the host and the user name are replaced by neutral ones so that the example
+says nothing about the machine it came from. Everything else (runs, jobs, attempts, metrics,
+timings, devices) is the demo run's own.
+
+    python scripts/make_example_ledger.py [demo_study/analysis/ledger.db]
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-WORK = Path("/tmp/runner-example")  # neutral absolute paths inside the example ledger
+TARGET = REPO / "ledger.db.example"
+NEUTRAL_CHECKOUT = "/home/scientist/runner"
+# Text columns that may hold paths of the checkout.
+PATH_COLUMNS = {
+    "runs": ("argv",),
+    "jobs": ("argv", "cwd", "output_dir", "blocked_reason"),
+    "attempts": ("argv", "stdout_log", "stderr_log", "failure_detail"),
+}
 
 
-def main() -> int:
-    sys.path.insert(0, str(REPO / "tests"))
-    from fixture_study import make_study
+def main(argv: list[str]) -> int:
+    source = Path(argv[0]) if argv else REPO / "demo_study/analysis/ledger.db"
+    if not source.is_file():
+        print(f"make_example_ledger: error: no ledger at {source}; run `make demo` first", file=sys.stderr)
+        return 1
+    TARGET.unlink(missing_ok=True)
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(TARGET) as dst:
+        src.backup(dst)
+    sys.path.insert(0, str(REPO))
+    from runner.ledger import migrate
 
-    shutil.rmtree(WORK, ignore_errors=True)
-    study = make_study(WORK / "study", doses=(1000, 10000))
-    (study / "phase_f/dose_10000/sparse/test/ptychi_reconstruction.npz").unlink()
-    shutil.copy(REPO / "tests/fake_compare.py", WORK / "compare_models.py")
-    (WORK / "bin").mkdir()
-    python = WORK / "bin" / "python"
-    python.symlink_to(sys.executable)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_COMPARE_BEHAVIOUR": json.dumps({
-        "*": {"sleep": 0.2},
-        "dose_1000/sparse/train": {"fail_times": 1, "sleep": 0.2},
-        "dose_10000/dense/test": {"no_metrics": True}})}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    command = [str(python), "-m", "runner", "run", "--study-root", str(study), "--gpus", "none",
-               "--max-parallel", "2", "--retries", "1", "--compare-cmd", f"{python} {WORK / 'compare_models.py'}"]
-    for _ in range(2):  # the second run shows resume: successes skipped, failures retried
-        subprocess.run(command, cwd=WORK, env=env, check=False)
-    ledger = study / "analysis" / "ledger.db"
-    target = REPO / "ledger.db.example"
-    target.unlink(missing_ok=True)
-    source = sqlite3.connect(ledger)
-    copy = sqlite3.connect(target)
-    source.backup(copy)  # a consistent single-file copy, WAL included
-    copy.execute("PRAGMA journal_mode = DELETE")
-    copy.execute("VACUUM")
-    copy.close()
-    source.close()
-    print(f"wrote {target.relative_to(REPO)}")
+    conn = sqlite3.connect(TARGET, isolation_level=None)
+    migrate(conn, TARGET)
+    checkout = str(REPO)
+    conn.execute("BEGIN")
+    for table, columns in PATH_COLUMNS.items():
+        for column in columns:
+            conn.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (checkout, NEUTRAL_CHECKOUT))
+    conn.execute("UPDATE runs SET host = 'workstation', user = 'scientist'")
+    conn.execute("COMMIT")
+    leftovers = conn.execute("SELECT COUNT(*) FROM attempts WHERE argv LIKE ? OR stdout_log LIKE ?",
+                             (f"%{checkout}%", f"%{checkout}%")).fetchone()[0]
+    conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+    conn.execute("VACUUM")
+    conn.close()
+    if leftovers:
+        print(f"make_example_ledger: error: {leftovers} attempts still name the checkout", file=sys.stderr)
+        return 1
+    print(f"wrote {TARGET} from {source}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

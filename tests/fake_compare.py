@@ -8,7 +8,8 @@ exit 2. What it does is chosen by FAKE_COMPARE_BEHAVIOUR, a JSON object mapping 
   spam_bytes: n        long_line: n          grandchild: seconds (a child that outlives us)
   ignore_term: true    fail_times: n (fail the first n attempts, then succeed)
   oom_above_chunk: n   exit 3 (out of GPU memory) unless both chunk sizes are given and <= n
-  nan_cell: true       PtyChi's ms_ssim phase is written as 'nan' 
+  nan_cell: true       PtyChi's ms_ssim phase is written as 'nan'
+  ms_ssim: {model: [amplitude, phase]}   other MS-SSIM values than 0.8, 0.7
 Each call appends one JSON line to FAKE_COMPARE_RECORD (if set): condition, devices, interval.
 """
 
@@ -57,10 +58,12 @@ def behaviour_for(condition):
     return found
 
 
-def write_metrics(out: Path, nan_model=None, nan_cell=False):
+def write_metrics(out: Path, nan_model=None, nan_cell=False, ms_ssim=None):
     rows = ["model,metric,amplitude,phase,value"]
     for model in ("PtychoPINN", "Baseline", "PtyChi"):
         for metric, amp, ph in (("mae", 0.1, 0.2), ("ms_ssim", 0.8, 0.7), ("psnr", 30.0, 25.0)):
+            if metric == "ms_ssim" and model in (ms_ssim or {}):
+                amp, ph = ms_ssim[model]
             cells = ("", "") if model == nan_model else (amp, ph)
             if nan_cell and model == "PtyChi" and metric == "ms_ssim":
                 cells = (amp, "nan")
@@ -124,7 +127,7 @@ def main():
                   file=sys.stderr)
             return 3
     if not todo.get("no_metrics"):
-        write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False))
+        write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False), todo.get("ms_ssim"))
     return 0
 
 

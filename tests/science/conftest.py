@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,19 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_generator("--out", str(root), "--preset", "tiny", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_study: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A copy of the tiny study with every comparison run by the runner on the real script."""
+    study = tmp_path_factory.mktemp("tiny_run") / "study"
+    shutil.copytree(tiny_study, study)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-m", "runner", "run", "--study-root", str(study), "--gpus", "none",
+                             "--max-parallel", "2", "--timeout", "300"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=900)
+    return study, result
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -129,12 +128,8 @@ def test_out_of_gpu_memory_exits_3_naming_the_chunk_flags(tiny_study, tmp_path, 
     assert "--pinn-chunk-size and --baseline-chunk-size" in capsys.readouterr().err
 
 
-def test_the_runner_drives_the_real_script_over_the_whole_tiny_study(tiny_study, tmp_path):
-    study = tmp_path / "study"
-    shutil.copytree(tiny_study, study)
-    result = subprocess.run([sys.executable, "-m", "runner", "run", "--study-root", str(study), "--gpus", "none",
-                             "--max-parallel", "2", "--timeout", "300"], cwd=REPO, env=env(),
-                            capture_output=True, text=True, timeout=900)
+def test_the_runner_drives_the_real_script_over_the_whole_tiny_study(tiny_run):
+    study, result = tiny_run
     assert result.returncode == 0, result.stdout + result.stderr
     for dose in (1000, 10000, 100000):
         for view in ("dense", "sparse"):

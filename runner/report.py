@@ -1,0 +1,271 @@
+"""`runner report`: the study's answer, read from the ledger alone.
+
+Every condition's standing success gives its metrics; failed, interrupted, blocked and never-run
+conditions are listed with their class and log, and never keep the others out of the report (the
+reference blocked every summary when one job failed). The plots are drawn by a separate science
+script (matplotlib and numpy stay out of the runner), so a report without them is still a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import fmean
+
+from runner.ledger import QUERIES, LedgerError, connect_reader
+from runner.manifest import write_atomic
+
+MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+# Metrics where a larger value is better; for the others (mae, mse) smaller is better.
+HIGHER_IS_BETTER = {"ssim", "ms_ssim", "psnr", "frc50", "frc1over7"}
+COMPONENTS = ("amplitude", "phase")
+DELTAS = (("PtychoPINN", "Baseline"), ("PtychoPINN", "PtyChi"))
+PLOT_TIMEOUT_S = 300
+
+
+class NothingToReport(Exception):
+    """The ledger holds no succeeded comparison."""
+
+
+@dataclass(frozen=True)
+class Files:
+    summary: Path
+    deltas: Path
+    table: Path
+    html: Path
+    plots: list[Path]
+    plot_problem: str | None
+
+
+def read_ledger(ledger: Path) -> dict:
+    """One consistent snapshot of conditions, metrics and runs."""
+    conn = connect_reader(ledger)
+    try:
+        conn.execute("BEGIN")
+        conditions = [dict(r) for r in conn.execute(QUERIES["report_conditions"])]
+        metrics = [dict(r) for r in conn.execute(QUERIES["report_metrics"])]
+        runs = [dict(r) for r in conn.execute(QUERIES["report_runs"])]
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read ledger {ledger}: {exc}") from None
+    finally:
+        conn.close()
+    return {"conditions": conditions, "metrics": metrics, "runs": runs}
+
+
+def _mean(values: list[float]) -> float | None:
+    return fmean(values) if values else None
+
+
+def aggregate(jobs: list[dict]) -> dict:
+    """Per model and metric: mean and best of amplitude and phase over the reported conditions."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for job in jobs:
+        for model, metrics in job["metrics"].items():
+            for metric, cell in metrics.items():
+                for part in COMPONENTS:
+                    if cell.get(part) is not None:
+                        values[model][metric][part].append(cell[part])
+    result: dict = {}
+    for model in sorted(values, key=_model_order):
+        for metric, parts in sorted(values[model].items()):
+            best = max if metric in HIGHER_IS_BETTER else min
+            entry = {"n": max(len(v) for v in parts.values())}
+            for part in COMPONENTS:
+                entry[f"mean_{part}"] = _mean(parts[part])
+                entry[f"best_{part}"] = best(parts[part]) if parts[part] else None
+            result.setdefault(model, {})[metric] = entry
+    return result
+
+
+def deltas(jobs: list[dict], metrics=("ms_ssim", "mae")) -> dict:
+    """PtychoPINN minus each other arm, paired by condition, overall and per dose."""
+    result: dict = {}
+    for pinn, other in DELTAS:
+        name = f"{pinn} - {other}"
+        result[name] = {}
+        for metric in metrics:
+            for scope, group in [("all", jobs)] + [(f"dose_{d}", [j for j in jobs if j["dose"] == d])
+                                                  for d in sorted({j["dose"] for j in jobs})]:
+                entry = {}
+                for part in COMPONENTS:
+                    pairs = [j["metrics"][pinn][metric][part] - j["metrics"][other][metric][part]
+                             for j in group
+                             if j["metrics"].get(pinn, {}).get(metric, {}).get(part) is not None
+                             and j["metrics"].get(other, {}).get(metric, {}).get(part) is not None]
+                    entry[part] = _mean(pairs)
+                    entry[f"n_{part}"] = len(pairs)
+                result[name].setdefault(metric, {})[scope] = entry
+    return result
+
+
+def _model_order(model: str) -> tuple:
+    return (MODELS.index(model) if model in MODELS else len(MODELS), model)
+
+
+def build(snapshot: dict, ledger: Path) -> dict:
+    """The metrics summary: the reference fields plus failures, deltas and provenance."""
+    by_key: dict = defaultdict(lambda: defaultdict(dict))
+    scalars: dict = defaultdict(dict)
+    for row in snapshot["metrics"]:
+        if row["value"] is not None and row["amplitude"] is None and row["phase"] is None:
+            scalars[row["key"]][f"{row['model']}.{row['metric']}"] = row["value"]
+        else:
+            by_key[row["key"]][row["model"]][row["metric"]] = {"amplitude": row["amplitude"],
+                                                               "phase": row["phase"]}
+    reported, problems = [], []
+    for c in snapshot["conditions"]:
+        base = {k: c[k] for k in ("key", "dose", "view", "split", "state")}
+        meta = {k: c[k] for k in ("selection_strategy", "acceptance_rate", "spacing_threshold",
+                                  "n_accepted", "n_rejected")}
+        if c["success_attempt"] is not None:
+            reported.append({**base, "attempt": c["success_attempt"], "device": c["success_device"],
+                             "duration_s": c["success_duration_s"], "output_dir": c["output_dir"],
+                             "metrics": {m: dict(v) for m, v in by_key[c["key"]].items()},
+                             "scalars": scalars.get(c["key"], {}), "phase_d": meta})
+        if c["state"] != "succeeded":
+            problems.append({**base, "attempt": c["latest_attempt"],
+                             "failure_class": "blocked" if c["state"] == "blocked" else
+                             (c["failure_class"] or ("not run" if c["state"] == "pending" else None)),
+                             "detail": c["detail"], "log_path": c["stderr_log"],
+                             "earlier_success_reported": c["success_attempt"] is not None})
+    runs = [{**r, "argv": json.loads(r["argv"]), "slots": json.loads(r["slots"] or "[]")}
+            for r in snapshot["runs"]]
+    states = [c["state"] for c in snapshot["conditions"]]
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ledger": str(ledger),
+        "n_jobs": len(states),
+        "n_success": len(reported),
+        "n_failed": sum(s in ("failed", "interrupted") for s in states),
+        "n_blocked": states.count("blocked"),
+        "n_not_run": states.count("pending") + states.count("running"),
+        "jobs": reported,
+        "aggregate": aggregate(reported),
+        "deltas": deltas(reported),
+        "problems": problems,
+        "provenance": {"runs": runs,
+                       "devices": sorted({j["device"] or "cpu" for j in reported})},
+    }
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def deltas_text(summary: dict) -> str:
+    """The deltas in a few sentences a reader can paste into a paper draft."""
+    lines = ["Paired differences, PtychoPINN minus the other arm, over the conditions where both "
+             "have a value (MS-SSIM: positive = PINN better; MAE: negative = PINN better)."]
+    for name, metrics in summary["deltas"].items():
+        for scope, entry in metrics["ms_ssim"].items():
+            mae = metrics["mae"][scope]
+            lines.append(f"{name} [{scope}]: MS-SSIM amplitude {_fmt(entry['amplitude'], True)}, "
+                         f"phase {_fmt(entry['phase'], True)}; MAE amplitude {_fmt(mae['amplitude'], True)}, "
+                         f"phase {_fmt(mae['phase'], True)} ({entry['n_phase']} conditions)")
+    return "\n".join(lines) + "\n"
+
+
+def headline(summary: dict, part: str = "phase") -> list[tuple[int, dict]]:
+    """MS-SSIM per dose and model (mean over views and splits)."""
+    cells: dict = defaultdict(lambda: defaultdict(list))
+    for job in summary["jobs"]:
+        for model, metrics in job["metrics"].items():
+            value = metrics.get("ms_ssim", {}).get(part)
+            if value is not None:
+                cells[job["dose"]][model].append(value)
+    return [(dose, {m: _mean(v) for m, v in cells[dose].items()}) for dose in sorted(cells)]
+
+
+def headline_text(summary: dict) -> str:
+    models = sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=_model_order)
+    lines = ["MS-SSIM phase by dose and model (mean over views and splits):",
+             f"{'dose':>8}  " + "  ".join(f"{m:>10}" for m in models)]
+    for dose, row in headline(summary):
+        lines.append(f"{dose:>8}  " + "  ".join(f"{_fmt(row.get(m)):>10}" for m in models))
+    return "\n".join(lines)
+
+
+def write_table(summary: dict, path: Path) -> None:
+    rows = [["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt"]]
+    for job in summary["jobs"]:
+        for model in sorted(job["metrics"], key=_model_order):
+            for metric, cell in sorted(job["metrics"][model].items()):
+                rows.append([job["dose"], job["view"], job["split"], model, metric,
+                             _cell(cell["amplitude"]), _cell(cell["phase"]), job["attempt"]])
+    write_atomic(path, _csv_text(rows))
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _csv_text(rows: list[list]) -> str:
+    import io
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+def montage_condition(summary: dict, wanted: str | None) -> dict | None:
+    """The condition whose images the montage shows: the one asked for, else the highest dose's
+    dense test split, else the last reported condition."""
+    jobs = summary["jobs"]
+    if wanted:
+        match = [j for j in jobs if j["key"] == wanted]
+        if not match:
+            raise LedgerError(f"--condition {wanted} has no succeeded attempt; choose one of: "
+                              + ", ".join(j["key"] for j in jobs))
+        return match[0]
+    top = max(j["dose"] for j in jobs)
+    preferred = [j for j in jobs if j["dose"] == top and (j["view"], j["split"]) == ("dense", "test")]
+    return (preferred or jobs)[-1]
+
+
+def draw_plots(table: Path, condition: dict, out: Path, python: str, checkout: Path) -> tuple[list[Path], str | None]:
+    """Run the plotting script; return the PNGs it made, or why there are none."""
+    script = checkout / "scripts" / "plot_report.py"
+    if not script.is_file():
+        return [], f"no plots: {script} is not here (run the report from a checkout)"
+    argv = [python, str(script), "--table", str(table), "--out", str(out),
+            "--montage-npz", str(Path(condition["output_dir"]) / "reconstructions_aligned.npz"),
+            "--montage-title", condition["key"]]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PLOT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], f"no plots: the plotting script did not finish ({exc})"
+    made = [Path(line) for line in done.stdout.splitlines() if line.endswith(".png")]
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return made, f"plots incomplete: {last}"
+    return made, None
+
+
+def write_report(ledger: Path, out: Path, condition: str | None = None,
+                 python: str = sys.executable) -> tuple[dict, Files]:
+    from runner.report_html import render_html
+
+    summary = build(read_ledger(ledger), ledger)
+    if not summary["jobs"]:
+        raise NothingToReport(f"the ledger {ledger} holds no succeeded comparison yet "
+                              f"({summary['n_jobs']} conditions); run `python -m runner run` first")
+    out.mkdir(parents=True, exist_ok=True)
+    files_summary, files_deltas = out / "metrics_summary.json", out / "deltas.txt"
+    write_atomic(files_summary, json.dumps(summary, indent=2) + "\n")
+    write_atomic(files_deltas, deltas_text(summary))
+    table = out / "study_table.csv"
+    write_table(summary, table)
+    shown = montage_condition(summary, condition)
+    plots, problem = draw_plots(table, shown, out / "plots", python, Path(__file__).resolve().parent.parent)
+    html = out / "report.html"
+    write_atomic(html, render_html(summary, deltas_text(summary), plots, problem, shown["key"]))
+    return summary, Files(files_summary, files_deltas, table, html, plots, problem)

@@ -1,0 +1,125 @@
+"""The report as one self-contained HTML page: tables, plots embedded as data URIs, failures and
+provenance. It loads nothing from the network, so it opens offline and survives being mailed."""
+
+from __future__ import annotations
+
+import base64
+import os
+from html import escape
+from pathlib import Path
+
+from runner.report import COMPONENTS, _fmt, _model_order, headline
+
+STYLE = """
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f0f0f0; } td.text { text-align: left; }
+.bad { color: #a00; } .note { color: #666; } img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f7f7f7; padding: .8em; white-space: pre-wrap; }
+"""
+
+
+def _table(header: list[str], rows: list[list], text_columns: int = 0) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td class=\"text\">{escape(str(c))}</td>" if i < text_columns
+                         else f"<td>{escape(str(c))}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<p><img alt="{escape(alt)}" src="data:image/png;base64,{data}"></p>'
+
+
+def _models(summary: dict) -> list[str]:
+    return sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=_model_order)
+
+
+def _headline(summary: dict) -> str:
+    models = _models(summary)
+    parts = []
+    for part in COMPONENTS[::-1]:  # phase first: the study's headline
+        rows = [[dose] + [_fmt(row.get(m)) for m in models] for dose, row in headline(summary, part)]
+        parts.append(f"<h3>MS-SSIM {part}</h3>" + _table(["dose"] + models, rows))
+    return "".join(parts)
+
+
+def _aggregate(summary: dict) -> str:
+    rows = []
+    for model, metrics in summary["aggregate"].items():
+        for metric in ("ms_ssim", "mae"):
+            if metric in metrics:
+                e = metrics[metric]
+                rows.append([model, metric, _fmt(e["mean_amplitude"]), _fmt(e["mean_phase"]),
+                             _fmt(e["best_amplitude"]), _fmt(e["best_phase"]), e["n"]])
+    return _table(["model", "metric", "mean amplitude", "mean phase", "best amplitude", "best phase",
+                   "conditions"], rows, text_columns=2)
+
+
+def _conditions(summary: dict) -> str:
+    models = _models(summary)
+    rows = []
+    for job in summary["jobs"]:
+        cells = [_fmt(job["metrics"].get(m, {}).get("ms_ssim", {}).get("phase")) for m in models]
+        meta = job["phase_d"]
+        rate = "" if meta["acceptance_rate"] is None else f"{meta['acceptance_rate']:.3f}"
+        rows.append([job["key"], job["attempt"], job["device"] or "cpu", *cells,
+                     meta["selection_strategy"] or "", rate])
+    return _table(["condition", "attempt", "device", *[f"{m} MS-SSIM phase" for m in models],
+                   "selection", "acceptance"], rows, text_columns=1)
+
+
+def _problems(summary: dict) -> str:
+    if not summary["problems"]:
+        return "<p>Every condition succeeded.</p>"
+    rows = [[p["key"], p["state"], p["failure_class"] or "", p["detail"] or "", p["log_path"] or "",
+             "yes" if p["earlier_success_reported"] else "no"] for p in summary["problems"]]
+    return _table(["condition", "state", "class", "detail", "log", "earlier success reported"],
+                  rows, text_columns=6)
+
+
+def _provenance(summary: dict) -> str:
+    rows = []
+    for run in summary["provenance"]["runs"]:
+        devices = ", ".join(sorted({s["device"] or "cpu" for s in run["slots"]})) or "-"
+        rows.append([run["run_id"], run["started_at"], run["ended_at"] or "", run["outcome"] or "running",
+                     f"{run['user']}@{run['host']}", run["git_commit"] or "", run["runner_version"], devices])
+    return _table(["run", "started (UTC)", "ended", "outcome", "where", "commit", "runner", "devices"],
+                  rows, text_columns=8)
+
+
+def _shown_path(path: str) -> str:
+    """Relative to the current folder when under it: shorter, and safe to share."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def render_html(summary: dict, deltas_text: str, plots: list[Path], plot_problem: str | None,
+                montage_key: str) -> str:
+    counts = (f"{summary['n_jobs']} conditions: {summary['n_success']} reported, "
+              f"{summary['n_failed']} failed, {summary['n_blocked']} blocked, {summary['n_not_run']} not run")
+    figures = "".join(_image(p, p.stem) for p in plots if not p.stem.startswith("montage"))
+    montage = "".join(_image(p, p.stem) for p in plots if p.stem.startswith("montage"))
+    problem = f'<p class="bad">{escape(plot_problem)}</p>' if plot_problem else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Study report</title><style>{STYLE}</style></head>
+<body>
+<h1>Study report: PtychoPINN, Baseline and PtyChi across dose and overlap</h1>
+<p class="note">Generated {escape(summary['generated_at'])} from the ledger {escape(_shown_path(summary['ledger']))}.
+{escape(counts)}.</p>
+<h2>Headline</h2>{_headline(summary)}
+<h2>Differences</h2><pre>{escape(deltas_text)}</pre>
+<h2>Mean and best over conditions</h2>{_aggregate(summary)}
+<h2>Metrics against dose</h2>{problem}{figures}
+<h2>Images: {escape(montage_key)}</h2>{montage}
+<h2>Conditions</h2>{_conditions(summary)}
+<h2>Failed, blocked and not run</h2>{_problems(summary)}
+<h2>Provenance</h2>{_provenance(summary)}
+</body></html>
+"""

@@ -1,0 +1,87 @@
+"""`runner report` on the tiny study run end to end by the real compare script, and the page it
+writes opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+METRICS = {"mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7"}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tiny_run) -> tuple[Path, subprocess.CompletedProcess]:
+    study, run = tiny_run
+    assert run.returncode == 0, run.stdout + run.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, "-m", "runner", "report", "--artifact-root", str(study / "analysis")],
+                            cwd=study, env=env, capture_output=True, text=True, timeout=300)
+    return study, result
+
+
+def test_the_report_of_the_tiny_study_holds_every_condition_model_and_metric(tiny_report):
+    study, result = tiny_report
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no warning: every plot and the montage were drawn
+    out = study / "analysis/report"
+    summary = json.loads((out / "metrics_summary.json").read_text())
+    assert (summary["n_jobs"], summary["n_success"], summary["n_failed"]) == (12, 12, 0)
+    ledger = sqlite3.connect(study / "analysis/ledger.db")
+    for model in ("PtychoPINN", "Baseline", "PtyChi"):
+        for metric in ("ms_ssim", "mae"):
+            mean_amp, mean_phase = ledger.execute(
+                "SELECT AVG(amplitude), AVG(phase) FROM study_metrics WHERE model = ? AND metric = ?",
+                (model, metric)).fetchone()
+            entry = summary["aggregate"][model][metric]
+            assert entry["mean_amplitude"] == pytest.approx(mean_amp) and entry["mean_phase"] == pytest.approx(mean_phase)
+    with open(out / "study_table.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 * 3 * len(METRICS) and {r["metric"] for r in rows} == METRICS
+    assert {p.name for p in (out / "plots").glob("*.png")} == {f"{m}.png" for m in METRICS} | {"montage.png"}
+    assert "dose_100000/dense/test" in (out / "report.html").read_text()  # the montage's default condition
+    headline = result.stdout.splitlines()[:5]
+    assert headline[0].startswith("MS-SSIM phase by dose and model")
+    assert [line.split()[0] for line in headline[2:5]] == ["1000", "10000", "100000"]
+    assert f"report: {out / 'report.html'}" in result.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_the_report_page_loads_without_errors_in_headless_chromium(tiny_report, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    from PIL import Image, ImageStat
+
+    study, result = tiny_report
+    assert result.returncode == 0, result.stderr
+    page_path = study / "analysis/report/report.html"
+    errors: list[str] = []
+    requests: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 2000})
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto(page_path.as_uri(), wait_until="load")
+        images = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+        tables = page.evaluate("document.querySelectorAll('table').length")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained: no network
+    assert len(images) == 8 and all(images)
+    assert tables >= 5
+    shot = Image.open(tmp_path / "report.png").convert("L")
+    assert shot.height > 2000
+    assert ImageStat.Stat(shot).stddev[0] > 10  # not a blank page
