@@ -71,12 +71,16 @@ def plot_montage(npz: Path, title: str, out: Path) -> Path:
         images = {key: data[key] for key in data.files}
     columns = [("ground_truth", "ground truth")] + [(m.lower(), m) for m in MODELS
                                                     if f"{m.lower()}_amplitude" in images]
-    fig, axes = plt.subplots(2, len(columns), figsize=(2.8 * len(columns), 5.6), squeeze=False,
-                             constrained_layout=True)
-    for col, (prefix, label) in enumerate(columns):
-        for row, part in enumerate(PARTS):
+    height, width = images["ground_truth_amplitude"].shape
+    fig, axes = plt.subplots(2, len(columns), squeeze=False, constrained_layout=True,
+                             figsize=(3.0 * len(columns), 2 * 3.0 * height / width + 0.9))
+    for row, part in enumerate(PARTS):
+        # One colour scale per row, the ground truth's, so the arms are compared on equal terms.
+        low, high = np.nanpercentile(images[f"ground_truth_{part}"], [1, 99])
+        for col, (prefix, label) in enumerate(columns):
             ax = axes[row][col]
-            ax.imshow(images[f"{prefix}_{part}"], cmap="gray" if part == "amplitude" else "twilight")
+            ax.imshow(images[f"{prefix}_{part}"], cmap="gray" if part == "amplitude" else "viridis",
+                      vmin=low, vmax=high)
             ax.set_title(f"{label}: {part}", fontsize=10)
             ax.axis("off")
     fig.suptitle(title)
