@@ -267,5 +267,5 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     shown = montage_condition(summary, condition)
     plots, problem = draw_plots(table, shown, out / "plots", python, Path(__file__).resolve().parent.parent)
     html = out / "report.html"
-    write_atomic(html, render_html(summary, deltas_text(summary), plots, problem, shown["key"]))
+    write_atomic(html, render_html(summary, plots, problem, shown["key"]))
     return summary, Files(files_summary, files_deltas, table, html, plots, problem)

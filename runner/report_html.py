@@ -11,13 +11,12 @@ from pathlib import Path
 from runner.report import COMPONENTS, _fmt, _model_order, headline
 
 STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
 th { background: #f0f0f0; } td.text { text-align: left; }
 .bad { color: #a00; } .note { color: #666; } img { max-width: 100%; border: 1px solid #eee; }
-pre { background: #f7f7f7; padding: .8em; white-space: pre-wrap; }
 """
 
 
@@ -46,6 +45,19 @@ def _headline(summary: dict) -> str:
         rows = [[dose] + [_fmt(row.get(m)) for m in models] for dose, row in headline(summary, part)]
         parts.append(f"<h3>MS-SSIM {part}</h3>" + _table(["dose"] + models, rows))
     return "".join(parts)
+
+
+def _deltas(summary: dict) -> str:
+    rows = []
+    for name, metrics in summary["deltas"].items():
+        for scope, ms_ssim in metrics["ms_ssim"].items():
+            mae = metrics["mae"][scope]
+            rows.append([name, scope, _fmt(ms_ssim["amplitude"], True), _fmt(ms_ssim["phase"], True),
+                         _fmt(mae["amplitude"], True), _fmt(mae["phase"], True), ms_ssim["n_phase"]])
+    return ("<p>Paired: the mean of per-condition differences over the conditions where both arms have "
+            "a value. MS-SSIM: positive = PtychoPINN better; MAE: negative = PtychoPINN better.</p>"
+            + _table(["difference", "conditions", "MS-SSIM amplitude", "MS-SSIM phase", "MAE amplitude",
+                      "MAE phase", "n"], rows, text_columns=2))
 
 
 def _aggregate(summary: dict) -> str:
@@ -98,7 +110,7 @@ def _shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def render_html(summary: dict, deltas_text: str, plots: list[Path], plot_problem: str | None,
+def render_html(summary: dict, plots: list[Path], plot_problem: str | None,
                 montage_key: str) -> str:
     counts = (f"{summary['n_jobs']} conditions: {summary['n_success']} reported, "
               f"{summary['n_failed']} failed, {summary['n_blocked']} blocked, {summary['n_not_run']} not run")
@@ -114,7 +126,7 @@ def render_html(summary: dict, deltas_text: str, plots: list[Path], plot_problem
 <p class="note">Generated {escape(summary['generated_at'])} from the ledger {escape(_shown_path(summary['ledger']))}.
 {escape(counts)}.</p>
 <h2>Headline</h2>{_headline(summary)}
-<h2>Differences</h2><pre>{escape(deltas_text)}</pre>
+<h2>Differences</h2>{_deltas(summary)}
 <h2>Mean and best over conditions</h2>{_aggregate(summary)}
 <h2>Metrics against dose</h2>{problem}{figures}
 <h2>Images: {escape(montage_key)}</h2>{montage}

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
 
     conn = sqlite3.connect(TARGET, isolation_level=None)
     migrate(conn, TARGET)
-    checkout = str(REPO)
+    checkout = str(source.resolve().parents[2])  # the checkout holding demo_study/analysis/ledger.db
     conn.execute("BEGIN")
     for table, columns in PATH_COLUMNS.items():
         for column in columns:
