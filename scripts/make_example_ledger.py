@@ -5,7 +5,10 @@ this runner's schema by its own migrations; then the checkout's folder, the host
 says nothing about the machine it came from. Everything else (runs, jobs, attempts, metrics,
 timings, devices) is the demo run's own.
 
-    python scripts/make_example_ledger.py [demo_study/analysis/ledger.db]
+    python scripts/make_example_ledger.py [CHECKOUT/demo_study/analysis/ledger.db]
+
+The ledger must lie in `demo_study/analysis/` of the checkout that ran it: that checkout's folder
+is the one the paths in the ledger start with.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ def main(argv: list[str]) -> int:
     if not source.is_file():
         print(f"make_example_ledger: error: no ledger at {source}; run `make demo` first", file=sys.stderr)
         return 1
+    resolved = source.resolve()
+    if resolved.parent.parts[-2:] != ("demo_study", "analysis"):
+        print(f"make_example_ledger: error: {source} is not a CHECKOUT/demo_study/analysis/ledger.db; "
+              "give the demo run's own ledger, where `make demo` wrote it", file=sys.stderr)
+        return 1
+    checkout = str(resolved.parents[2])  # the checkout holding demo_study/analysis/ledger.db
     TARGET.unlink(missing_ok=True)
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(TARGET) as dst:
         src.backup(dst)
@@ -38,7 +47,6 @@ def main(argv: list[str]) -> int:
 
     conn = sqlite3.connect(TARGET, isolation_level=None)
     migrate(conn, TARGET)
-    checkout = str(source.resolve().parents[2])  # the checkout holding demo_study/analysis/ledger.db
     conn.execute("BEGIN")
     for table, columns in PATH_COLUMNS.items():
         for column in columns:
