@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from runner import faults
 from runner.jobs import AttemptState, FailureClass, Job, JobState, Outcome
 
 APPLICATION_ID = 1347705170  # 'PTYR', set by migration 0001
@@ -117,6 +118,9 @@ def _version(conn: sqlite3.Connection, path: Path) -> int:
 def migrate(conn: sqlite3.Connection, path: Path) -> int:
     """Apply the migrations the ledger lacks, each with its version bump in one transaction."""
     version = _version(conn, path)
+    if faults.armed("migrate"):  # tests: stop inside the transaction, before its version bump
+        conn.set_trace_callback(lambda sql: sql.lstrip().startswith("PRAGMA user_version")
+                                and faults.pause_point("migrate"))
     for number, script in MIGRATIONS[version:]:
         try:
             conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runner import faults
 from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
 from runner.ledger import Ledger
@@ -126,6 +127,7 @@ class Scheduler:
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
             job_id, self.run_id, job, argv, slot.name, slot.device.visible_id, slot.device.uuid,
             token, log_paths(job))
+        faults.pause_point("attempt_row")
         self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
         started = time.monotonic()
         launched_ns = time.time_ns()
@@ -137,6 +139,7 @@ class Scheduler:
             outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
         else:
             try:
+                faults.pause_point("spawned")
                 await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
                 outcome = await self._wait(job, handle, launched_ns)
             except BaseException:
@@ -144,6 +147,7 @@ class Scheduler:
                 await asyncio.shield(self.executor.terminate(handle, self.policy.grace))
                 raise
         duration = round(time.monotonic() - started, 3)
+        faults.pause_point("exited")
         # Shielded: the result of a finished child is recorded even if we are being cancelled.
         await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
         self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
