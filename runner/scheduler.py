@@ -163,7 +163,7 @@ class Scheduler:
             stop_task.cancel()
         if exit_task in done:
             returncode = exit_task.result()
-            if await self.executor.clean_up_group(handle, self.policy.grace):
+            if await self.executor.clean_up(handle, self.policy.grace):
                 log.warning("%s: killed processes its command left running", job.key)
             return self._judge(job, returncode, launched_ns)
         exit_task.cancel()

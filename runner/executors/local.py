@@ -2,7 +2,8 @@
 
 The child writes stdout and stderr straight into its two log files: the runner reads no pipe, so
 nothing can fill up, and the logs keep growing even if the runner dies. Stopping an attempt
-signals its whole process group, so grandchildren go with it.
+signals its whole process group, so grandchildren go with it, and then every process still
+carrying the attempt's RUNNER_ATTEMPT_TOKEN, so a grandchild that left the group goes too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Handle:
     pgid: int
     process_start: str | None
     process: asyncio.subprocess.Process
+    token: str | None = None  # RUNNER_ATTEMPT_TOKEN of the attempt, inherited by its descendants
 
 
 def boot_id() -> str:
@@ -66,6 +68,15 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie, dead but not yet reaped by its parent, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def group_alive(pgid: int) -> bool:
     return signal_group(pgid, 0)
 
@@ -83,6 +94,21 @@ def pids_with_token(token: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+async def stop_pids(pids: list[int], grace: float) -> None:
+    """SIGTERM the processes, wait up to `grace` seconds for them to go, SIGKILL the rest."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if sig == signal.SIGTERM:
+            for _ in range(int(grace / 0.05) + 1):
+                if not any(pid_alive(pid) for pid in pids):
+                    return
+                await asyncio.sleep(0.05)
 
 
 def open_log(path: Path) -> int:
@@ -114,7 +140,8 @@ class LocalExecutor:
             os.close(out_fd)
             os.close(err_fd)
         # start_new_session: the child leads a new session and group whose id is its pid.
-        return Handle(process.pid, process.pid, process_start(process.pid), process)
+        return Handle(process.pid, process.pid, process_start(process.pid), process,
+                      spec.env.get("RUNNER_ATTEMPT_TOKEN"))
 
     async def wait(self, handle: Handle, timeout: float | None = None) -> int | None:
         """The exit status (negative: killed by that signal), or None when `timeout` passed."""
@@ -135,11 +162,19 @@ class LocalExecutor:
                 break
             await asyncio.sleep(0.05)
         signal_group(handle.pgid, signal.SIGKILL)
-        return await handle.process.wait()
+        status = await handle.process.wait()
+        await self._stop_escaped(handle, grace)
+        return status
 
-    async def clean_up_group(self, handle: Handle, grace: float) -> bool:
-        """After the leader exited: stop anything it left running in its group. True if any."""
-        if not group_alive(handle.pgid):
-            return False
-        await self.terminate(handle, grace)
-        return True
+    async def clean_up(self, handle: Handle, grace: float) -> bool:
+        """After the leader exited: stop anything it left running, in its group or escaped from
+        it. True if there was any."""
+        if group_alive(handle.pgid):
+            await self.terminate(handle, grace)
+            return True
+        return await self._stop_escaped(handle, grace)
+
+    async def _stop_escaped(self, handle: Handle, grace: float) -> bool:
+        escaped = pids_with_token(handle.token) if handle.token else []
+        await stop_pids(escaped, grace)
+        return bool(escaped)
