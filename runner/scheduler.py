@@ -21,7 +21,7 @@ from runner import faults
 from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
 from runner.ledger import Ledger
-from runner.results import classify_exit, read_metrics, split_status
+from runner.results import classify_exit, disk_full_signal, no_space, read_metrics, split_status
 from runner.slots import Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,8 @@ class Scheduler:
                 tuple(argv), job.cwd, child_environment(job, slot, token, self.threads_per_job),
                 stdout_log, stderr_log))
         except LaunchError as exc:
-            outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
+            failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
+            outcome = Outcome(False, failure_class=failure, detail=str(exc))
         else:
             try:
                 faults.pause_point("spawned")
@@ -165,7 +166,7 @@ class Scheduler:
             returncode = exit_task.result()
             if await self.executor.clean_up(handle, self.policy.grace):
                 log.warning("%s: killed processes its command left running", job.key)
-            return self._judge(job, returncode, launched_ns)
+            return self._judge(job, returncode, launched_ns, handle)
         exit_task.cancel()
         code, sig = split_status(await self.executor.terminate(handle, self.policy.grace))
         if self._stop.is_set():
@@ -174,12 +175,19 @@ class Scheduler:
             failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
         return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
-    def _judge(self, job: Job, returncode: int, launched_ns: int) -> Outcome:
+    def _judge(self, job: Job, returncode: int, launched_ns: int, handle) -> Outcome:
         if returncode != 0:
             failure, code, sig = classify_exit(returncode, job.exit_classes)
             detail = f"killed by signal {sig}" if sig else f"exit code {code}"
-            return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
-        rows, problem = read_metrics(job.check, launched_ns)
-        if problem:
-            return Outcome(False, exit_code=0, failure_class=FailureClass.NO_METRICS, detail=problem)
-        return Outcome(True, metrics=tuple(rows), exit_code=0)
+        else:
+            rows, problem = read_metrics(job.check, launched_ns)
+            if not problem:
+                return Outcome(True, metrics=tuple(rows), exit_code=0)
+            failure, code, sig, detail = FailureClass.NO_METRICS, 0, None, problem
+        if failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.NO_METRICS):
+            # A command that could not write its logs or outputs fails for that reason.
+            space = no_space(handle.logs, (handle.logs[0].parent, job.output_dir))
+            if space or disk_full_signal(sig):
+                failure = FailureClass.DISK_FULL
+                detail = f"{space or 'file-size limit exceeded (SIGXFSZ)'}; {detail}"
+        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)

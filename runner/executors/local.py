@@ -9,6 +9,7 @@ carrying the attempt's RUNNER_ATTEMPT_TOKEN, so a grandchild that left the group
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 class LaunchError(Exception):
     """The command could not be started."""
+
+    def __init__(self, message: str, error: int | None = None) -> None:
+        super().__init__(message)
+        self.no_space = error in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Handle:
     process_start: str | None
     process: asyncio.subprocess.Process
     token: str | None = None  # RUNNER_ATTEMPT_TOKEN of the attempt, inherited by its descendants
+    logs: tuple[Path, ...] = ()  # stdout and stderr log files
 
 
 def boot_id() -> str:
@@ -124,12 +130,12 @@ class LocalExecutor:
         try:
             out_fd = open_log(spec.stdout_log)
         except OSError as exc:
-            raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}") from None
+            raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}", exc.errno) from None
         try:
             err_fd = open_log(spec.stderr_log)
         except OSError as exc:
             os.close(out_fd)
-            raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}") from None
+            raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}", exc.errno) from None
         try:
             process = await asyncio.create_subprocess_exec(
                 *spec.argv, cwd=spec.cwd, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
@@ -141,7 +147,7 @@ class LocalExecutor:
             os.close(err_fd)
         # start_new_session: the child leads a new session and group whose id is its pid.
         return Handle(process.pid, process.pid, process_start(process.pid), process,
-                      spec.env.get("RUNNER_ATTEMPT_TOKEN"))
+                      spec.env.get("RUNNER_ATTEMPT_TOKEN"), (spec.stdout_log, spec.stderr_log))
 
     async def wait(self, handle: Handle, timeout: float | None = None) -> int | None:
         """The exit status (negative: killed by that signal), or None when `timeout` passed."""
