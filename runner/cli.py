@@ -192,14 +192,20 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
         stopped = scheduler.stop_signal
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
         results = await ledger.run_results(run_id)
-        manifest_path = manifest.write_results(settings.artifact_root, results)
+        try:
+            manifest_path = manifest.write_results(settings.artifact_root, results)
+        except OSError as exc:  # e.g. a full disk: the ledger holds every result anyway
+            manifest_path = None
+            print(f"runner: warning: cannot write comparison_manifest.json in {settings.artifact_root} "
+                  f"({exc.strerror}); the ledger has the results", file=sys.stderr)
     finally:
         progress.close()
         await ledger.close()
     states = [r["state"] for r in results]
     print(f"run {run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
           + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-          + f"; manifest {manifest_path}; see `python -m runner status --ledger {settings.ledger}`")
+          + (f"; manifest {manifest_path}" if manifest_path else "")
+          + f"; see `python -m runner status --ledger {settings.ledger}`")
     if stopped:
         return 128 + stopped
     return 0 if all(state == "succeeded" for state in states) else 1
