@@ -60,10 +60,13 @@ MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+MOUNTS = Path("/proc/mounts")  # a module attribute so that tests can give a fake table
+
+
 def filesystem_type(path: Path) -> str | None:
     """The type of the filesystem holding `path`, from /proc/mounts (Linux only)."""
     try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
+        mounts = MOUNTS.read_text().splitlines()
     except OSError:
         return None
     target = str(path.resolve())
@@ -71,7 +74,8 @@ def filesystem_type(path: Path) -> str | None:
     for line in mounts:
         fields = line.split()
         if len(fields) >= 3:
-            mount_point = fields[1].replace("\\040", " ")
+            # The kernel writes a space, tab, newline or backslash in a mount point as \ooo.
+            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
             inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
             if inside and len(mount_point) >= len(best[0]):
                 best = (mount_point, fields[2])
