@@ -134,6 +134,9 @@ def ensure_writable(folder: Path) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    # Everything this run creates (ledger, logs, manifests, the folders holding them, and, through
+    # the inherited umask, the commands' outputs) is readable by the user only.
+    os.umask(0o077)
     settings = settings_from_args(args)
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
