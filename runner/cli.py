@@ -23,7 +23,7 @@ from pathlib import Path
 from runner import __version__, manifest, report, status
 from runner.config import ConfigError, Settings, build_settings
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, check_path, network_filesystem_warning
+from runner.ledger import Ledger, LedgerError, network_filesystem_warning, probe
 from runner.lock import LockError, RunnerLock
 from runner.progress import Progress
 from runner.resume import reconcile, select
@@ -152,7 +152,7 @@ def command_run(args: argparse.Namespace) -> int:
     warning = network_filesystem_warning(settings.ledger)
     if warning:
         print(f"runner: warning: {warning}", file=sys.stderr)
-    check_path(settings.ledger, must_exist=False)  # before the lock file is made beside it
+    probe(settings.ledger)  # before the lock file is made beside it
     lock = RunnerLock(settings.ledger)
     lock.acquire()
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
@@ -106,6 +107,26 @@ def check_path(path: Path, must_exist: bool) -> None:
         raise LedgerError(f"{path} is not a SQLite file; point --ledger at a runner ledger")
 
 
+def probe(path: Path) -> None:
+    """Refuse, before anything is written beside it, a ledger the runner could not use: not
+    SQLite, damaged, another program's database, or from a newer runner. Opens it read-only."""
+    check_path(path, must_exist=False)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            _version(conn, path)
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _sqlite_error(path, exc) from None
+    if problems != ["ok"]:
+        raise LedgerError(f"ledger {path} is damaged ({problems[0]}); restore it from a copy or "
+                          "start a new one with --ledger")
+
+
 def _version(conn: sqlite3.Connection, path: Path) -> int:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -166,7 +187,7 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for status, report and tests; refuses unknown or newer files."""
     check_path(path, must_exist=True)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
         version = _version(conn, path)
     except sqlite3.Error as exc:

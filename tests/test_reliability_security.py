@@ -117,3 +117,13 @@ def test_npz_metadata_is_checked_before_it_reaches_the_ledger(study, meta, messa
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert not (study / "analysis/ledger.db").exists()
+
+
+def test_status_reads_a_ledger_whose_path_holds_uri_characters(tmp_path):
+    study = make_study(tmp_path / "run?mode=rw#1 %41" / "study", doses=(1000,))
+    assert run_runner(study, *ONE).returncode == 0
+    status = subprocess.run([sys.executable, "-m", "runner", "status", "--ledger",
+                             str(study / "analysis/ledger.db"), "--json"],
+                            env=runner_env(), capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["totals"] == {"succeeded": 1}
