@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -111,6 +112,11 @@ def probe(path: Path) -> None:
     """Refuse, before anything is written beside it, a ledger the runner could not use: not
     SQLite, damaged, another program's database, or from a newer runner. Opens it read-only."""
     check_path(path, must_exist=False)
+    if not os.access(path.parent, os.W_OK):
+        read_only = os.statvfs(path.parent).f_flag & os.ST_RDONLY
+        raise LedgerError(f"cannot write in the folder of ledger {path} "
+                          f"({'read-only file system' if read_only else 'permission denied'}); the "
+                          "ledger's folder must be writable (lock, WAL), or choose another --ledger")
     if not path.exists() or path.stat().st_size == 0:
         return
     try:

@@ -105,7 +105,7 @@ def test_a_read_only_ledger_folder_is_one_clear_line(study, tmp_path, tmpfs, exi
     result = run_runner(study, *ONE, "--ledger", str(ledger))
     assert result.returncode == 2
     assert result.stderr.startswith("runner: error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Read-only file system" in result.stderr or "Permission denied" in result.stderr
+    assert "read-only file system" in result.stderr or "permission denied" in result.stderr
     assert "folder must be writable" in result.stderr
     if existing:
         assert ledger.read_bytes() == before
