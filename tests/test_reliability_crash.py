@@ -288,3 +288,34 @@ def test_a_kill_between_a_childs_exit_and_its_commit_reruns_the_job(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = sqlite3.connect(ledger).execute("SELECT number, state, failure_class FROM attempts").fetchall()
     assert rows == [(1, "interrupted", "interrupted"), (2, "succeeded", None)]
+
+
+def test_the_attempt_row_is_committed_before_its_process_starts(tmp_path):
+    """Deterministic: stopped after the spawn, before the pid is recorded. The row is there with
+    the token the process carries, and the next run finds that process by its token."""
+    study = make_study(tmp_path / "study", doses=(1000,))
+    ledger = study / "analysis/ledger.db"
+    launches = tmp_path / "launches.jsonl"
+    one = ("--view", "dense", "--split", "train")
+    mark = uuid.uuid4().hex
+    env = runner_env({"*": {"sleep": 60}}, TEST_MARK=mark, FAKE_COMPARE_LAUNCHES=str(launches),
+                     RUNNER_FAULT_PAUSE="spawned")
+    runner = subprocess.Popen(runner_cmd(study, *ARGS, *one), env=env, cwd=study,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while process_state(runner.pid) != "T" or not launches.exists() or not launches.read_text():
+            assert runner.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        (launch,) = [json.loads(line) for line in launches.read_text().splitlines()]
+        rows = sqlite3.connect(ledger).execute("SELECT state, pid, token FROM attempts").fetchall()
+        assert rows == [("running", None, launch["token"])]
+    finally:
+        runner.kill()
+        runner.wait()
+    assert pid_alive(launch["pid"])  # the orphan runs on, its pid unknown to the ledger
+    result = subprocess.run(runner_cmd(study, *ARGS, *one), env=runner_env({}, TEST_MARK=mark), cwd=study,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(its processes were killed)" in result.stdout
+    assert not pid_alive(launch["pid"]) and processes_with_env("TEST_MARK", mark) == []
