@@ -225,6 +225,10 @@ class Ledger:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        # The first write that failed for a reason outside the runner (locked past the busy
+        # timeout, disk full, I/O error): the run is stopping, so later writes fail at once
+        # instead of each waiting out the busy timeout again.
+        self._failed: sqlite3.OperationalError | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -246,14 +250,20 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if self._failed:
+                raise self._failed
             try:
-                yield self._db
-                await self._db.execute("COMMIT")
-            except BaseException:
-                # Shielded: a cancelled task must not leave the connection inside a transaction.
-                if self._db.in_transaction:
-                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    # Shielded: a cancelled task must not leave the connection inside a transaction.
+                    if self._db.in_transaction:
+                        await asyncio.shield(self._db.execute("ROLLBACK"))
+                    raise
+            except sqlite3.OperationalError as exc:
+                self._failed = exc
                 raise
 
     async def _one(self, db: aiosqlite.Connection, name: str, params: dict) -> tuple | None:

@@ -113,6 +113,13 @@ class Scheduler:
                     elif self._should_retry(outcome, tries):
                         self.on_event(Event("retrying", job, tries + 1, slot, outcome))
                         queue.append((job, job_id, tries + 1, argv))
+        except BaseException:
+            # The ledger failed (or we are cancelled): stop every other attempt's processes and
+            # wait for them; their rows stay `running` for the next run to reconcile.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         finally:
             stop_waiter.cancel()
 

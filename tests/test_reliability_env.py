@@ -4,16 +4,19 @@ on a network filesystem. (A second `run` on a busy ledger: test_run.py.)"""
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import resource
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
-from helpers import ledger_rows, run_runner, runner_cmd, runner_env
+from helpers import ledger_rows, processes_with_env, run_runner, runner_cmd, runner_env
 from runner import cli
 from runner import ledger as ledger_module
 
@@ -176,3 +179,56 @@ def test_a_run_with_its_ledger_on_a_network_filesystem_warns_and_goes_on(study, 
     err = capsys.readouterr().err
     assert code == 0, err
     assert err.startswith("runner: warning: the ledger ") and "network filesystem (nfs4)" in err
+
+
+HOLDER = """
+import sqlite3, sys, time
+ledger = sys.argv[1]
+while True:  # wait for two attempts with a process, then take the write lock and keep it
+    try:
+        reader = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        if reader.execute("SELECT COUNT(*) FROM attempts WHERE pid IS NOT NULL AND state = 'running'").fetchone()[0] >= 2:
+            break
+    except sqlite3.Error:
+        pass
+    time.sleep(0.05)
+writer = sqlite3.connect(ledger, isolation_level=None)
+writer.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_writer_holding_the_lock_past_the_busy_timeout_stops_the_run_cleanly(study, monkeypatch, capsys, caplog):
+    """Someone runs `BEGIN IMMEDIATE` in sqlite3 and leaves it: one error line, exit 1, no process
+    left, and the next run resumes. (The busy timeout is shortened from 30 s for the test.)"""
+    assert run_runner(study, *ONE).returncode == 0
+    ledger = study / "analysis/ledger.db"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ledger)], stdout=subprocess.PIPE, text=True)
+    mark = uuid.uuid4().hex
+    monkeypatch.setattr(ledger_module, "BUSY_TIMEOUT_MS", 500)
+    monkeypatch.setenv("FAKE_COMPARE_BEHAVIOUR", json.dumps({"*": {"sleep": 2, "grandchild": 60}}))
+    monkeypatch.setenv("TEST_MARK", mark)
+    monkeypatch.chdir(study)
+    umask = os.umask(0o022)
+    try:
+        code = cli.main(["run", "--study-root", str(study), *DOSE, "--force", "--max-parallel", "2",
+                         "--grace", "1", "--gpus", "none",
+                         "--compare-cmd", f"{sys.executable} {Path(__file__).parent / 'fake_compare.py'}"])
+        assert holder.stdout.readline() == "holding\n"
+    finally:
+        os.umask(umask)
+        holder.kill()
+        holder.wait()
+    gc.collect()  # an attempt task whose error nobody awaited would complain now
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1].startswith("runner: error: writing the ledger failed (database is locked)")
+    assert "Traceback" not in err
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # e.g. 'Task exception was never retrieved'
+    assert processes_with_env("TEST_MARK", mark) == []
+    monkeypatch.undo()
+    result = run_runner(study, *DOSE)
+    assert result.returncode == 0, result.stderr
+    assert "now interrupted" in result.stdout
+    assert ledger_rows(ledger, "SELECT COUNT(*) AS n FROM attempts WHERE state = 'running'")[0]["n"] == 0
