@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ledger_rows, processes_with_env, run_runner, runner_cmd, runner_env
+from helpers import ledger_rows, processes_with_env, run_runner, runner_cmd, runner_env, wait_for
 from runner import cli
 from runner import ledger as ledger_module
 
@@ -231,4 +231,36 @@ def test_a_writer_holding_the_lock_past_the_busy_timeout_stops_the_run_cleanly(s
     result = run_runner(study, *DOSE)
     assert result.returncode == 0, result.stderr
     assert "now interrupted" in result.stdout
+    assert ledger_rows(ledger, "SELECT COUNT(*) AS n FROM attempts WHERE state = 'running'")[0]["n"] == 0
+
+
+def test_the_ledgers_disk_filling_up_mid_run_stops_it_cleanly_and_the_next_run_resumes(study, tmp_path, tmpfs):
+    folder = tmp_path / "ledger_disk"
+    tmpfs(folder, "size=2m")
+    ledger = folder / "ledger.db"
+    mark = uuid.uuid4().hex
+    runner = subprocess.Popen(runner_cmd(study, *DOSE, "--ledger", str(ledger), "--max-parallel", "2", "--grace", "1"),
+                              env=runner_env({"*": {"sleep": 1.5, "grandchild": 60}}, TEST_MARK=mark), cwd=study,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    filler = folder / "filler"
+    try:
+        wait_for(lambda: ledger.exists() and ledger_rows(ledger, "SELECT 1 FROM attempts WHERE pid IS NOT NULL"))
+        with open(filler, "wb", buffering=0) as f:  # take every byte left
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        out, err = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+        runner.wait()
+    assert runner.returncode == 1, out + err
+    assert err.splitlines()[-1].startswith("runner: error: writing the ledger failed")
+    assert "Traceback" not in err
+    assert processes_with_env("TEST_MARK", mark) == []
+    filler.unlink()
+    assert ledger_rows(ledger, "PRAGMA integrity_check")[0][0] == "ok"
+    result = run_runner(study, *DOSE, "--ledger", str(ledger))
+    assert result.returncode == 0, result.stdout + result.stderr
     assert ledger_rows(ledger, "SELECT COUNT(*) AS n FROM attempts WHERE state = 'running'")[0]["n"] == 0
