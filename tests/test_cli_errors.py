@@ -16,6 +16,8 @@ import pytest
 from fixture_study import make_study
 from helpers import run_runner, runner_env
 
+pytestmark = pytest.mark.reliability
+
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
 VIEW_NPZ = "phase_d/dose_1000/dense/dense_train.npz"
 

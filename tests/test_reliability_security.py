@@ -127,3 +127,13 @@ def test_status_reads_a_ledger_whose_path_holds_uri_characters(tmp_path):
                             env=runner_env(), capture_output=True, text=True, timeout=30)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["totals"] == {"succeeded": 1}
+
+
+def test_an_oversized_metrics_file_is_not_parsed(tmp_path):
+    from runner.jobs import MetricsCheck
+    from runner.results import MAX_METRICS_BYTES, read_metrics
+    path = tmp_path / "comparison_metrics.csv"
+    with open(path, "wb") as f:
+        f.truncate(MAX_METRICS_BYTES + 1)  # sparse
+    rows, problem = read_metrics(MetricsCheck(path, ("PtychoPINN",)), 0)
+    assert rows == [] and "too large to be a metrics table" in problem
