@@ -23,7 +23,8 @@ from pathlib import Path
 from runner import __version__, manifest, report, status
 from runner.config import ConfigError, Settings, build_settings
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, network_filesystem_warning, probe
+from runner.ledger import Ledger, LedgerError, probe
+from runner.mounts import network_filesystem_warning
 from runner.lock import LockError, RunnerLock
 from runner.progress import Progress
 from runner.resume import reconcile, select

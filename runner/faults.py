@@ -16,7 +16,6 @@ import os
 import signal
 from collections import Counter
 
-POINTS = ("migrate", "attempt_row", "spawned", "exited")
 _reached: Counter[str] = Counter()
 
 

@@ -28,8 +28,6 @@ from runner.jobs import AttemptState, FailureClass, Job, JobState, Outcome
 APPLICATION_ID = 1347705170  # 'PTYR', set by migration 0001
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
-NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph",
-                       "fuse.sshfs", "beegfs", "fuse.glusterfs", "afs", "9p"}
 
 
 class LedgerError(Exception):
@@ -60,36 +58,6 @@ def load_migrations() -> list[tuple[int, str]]:
 QUERIES = load_queries()
 MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-MOUNTS = Path("/proc/mounts")  # a module attribute so that tests can give a fake table
-
-
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding `path`, from /proc/mounts (Linux only)."""
-    try:
-        mounts = MOUNTS.read_text().splitlines()
-    except OSError:
-        return None
-    target = str(path.resolve())
-    best = ("", None)
-    for line in mounts:
-        fields = line.split()
-        if len(fields) >= 3:
-            # The kernel writes a space, tab, newline or backslash in a mount point as \ooo.
-            mount_point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
-            inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) >= len(best[0]):
-                best = (mount_point, fields[2])
-    return best[1]
-
-
-def network_filesystem_warning(path: Path) -> str | None:
-    fs = filesystem_type(path.parent)
-    if fs in NETWORK_FILESYSTEMS:
-        return (f"the ledger {path} is on a network filesystem ({fs}); SQLite locking is unsafe "
-                "there: keep the ledger on a local disk with --ledger")
-    return None
 
 
 def check_path(path: Path, must_exist: bool) -> None:
