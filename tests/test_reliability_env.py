@@ -54,7 +54,7 @@ def grid(study: Path) -> dict:
 
 
 def test_a_log_folder_out_of_space_fails_that_attempt_as_disk_full_and_the_run_goes_on(study, tmpfs):
-    tmpfs(study / "analysis/dose_1000/dense/train/logs", "size=1m")
+    tmpfs(study / "analysis/dose_1000/dense/train/logs", "size=4m")  # more than counts as full
     result = run_runner(study, *DOSE, behaviour={FULL_JOB: {"spam_bytes": 100 << 20}})
     assert result.returncode == 1, result.stderr
     rows = grid(study)
@@ -65,13 +65,13 @@ def test_a_log_folder_out_of_space_fails_that_attempt_as_disk_full_and_the_run_g
 
 
 def test_a_full_artifact_root_fails_the_attempts_and_the_run_ends_cleanly(study, tmp_path, tmpfs):
-    tmpfs(study / "analysis", "size=1m")
+    tmpfs(study / "analysis", "size=3m")  # room for the first job's 2 MB log, not the second's
     ledger = tmp_path / "elsewhere/ledger.db"
     ledger.parent.mkdir()
     result = run_runner(study, *DOSE, "--ledger", str(ledger), behaviour={"*": {"spam_bytes": 2 << 20}})
     assert result.returncode == 1
-    classes = {r["failure_class"] for r in ledger_rows(ledger, "SELECT * FROM attempts")}
-    assert classes == {"disk_full"}
+    outcomes = [(r["state"], r["failure_class"]) for r in ledger_rows(ledger, "SELECT * FROM attempts")]
+    assert outcomes == [("succeeded", None)] + [("failed", "disk_full")] * 3
     assert "Traceback" not in result.stdout + result.stderr
     assert "runner: warning: cannot write comparison_manifest.json" in result.stderr
     assert not list((study / "analysis").glob(".comparison_manifest.json.*"))  # no half-written file
