@@ -23,7 +23,8 @@ from pathlib import Path
 from runner import __version__, manifest, report, status
 from runner.config import ConfigError, Settings, build_settings
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, check_path, network_filesystem_warning
+from runner.ledger import Ledger, LedgerError, probe
+from runner.mounts import network_filesystem_warning
 from runner.lock import LockError, RunnerLock
 from runner.progress import Progress
 from runner.resume import reconcile, select
@@ -134,6 +135,9 @@ def ensure_writable(folder: Path) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    # Everything this run creates (ledger, logs, manifests, the folders holding them, and, through
+    # the inherited umask, the commands' outputs) is readable by the user only.
+    os.umask(0o077)
     settings = settings_from_args(args)
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
@@ -149,7 +153,7 @@ def command_run(args: argparse.Namespace) -> int:
     warning = network_filesystem_warning(settings.ledger)
     if warning:
         print(f"runner: warning: {warning}", file=sys.stderr)
-    check_path(settings.ledger, must_exist=False)  # before the lock file is made beside it
+    probe(settings.ledger)  # before the lock file is made beside it
     lock = RunnerLock(settings.ledger)
     lock.acquire()
     try:
@@ -192,14 +196,20 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
         stopped = scheduler.stop_signal
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
         results = await ledger.run_results(run_id)
-        manifest_path = manifest.write_results(settings.artifact_root, results)
+        try:
+            manifest_path = manifest.write_results(settings.artifact_root, results)
+        except OSError as exc:  # e.g. a full disk: the ledger holds every result anyway
+            manifest_path = None
+            print(f"runner: warning: cannot write comparison_manifest.json in {settings.artifact_root} "
+                  f"({exc.strerror}); the ledger has the results", file=sys.stderr)
     finally:
         progress.close()
         await ledger.close()
     states = [r["state"] for r in results]
     print(f"run {run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
           + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-          + f"; manifest {manifest_path}; see `python -m runner status --ledger {settings.ledger}`")
+          + (f"; manifest {manifest_path}" if manifest_path else "")
+          + f"; see `python -m runner status --ledger {settings.ledger}`")
     if stopped:
         return 128 + stopped
     return 0 if all(state == "succeeded" for state in states) else 1

@@ -55,18 +55,51 @@ class Settings:
 TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split"}
 
 
+# The TOML type each key may have (a list holds values of the scalar types).
+_TEXT, _NUMBER = (str,), (int, float)
+TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    **{key: (_TEXT, "a path") for key in ("study_root", "phase_c_root", "phase_d_root", "phase_e_root",
+                                          "phase_f_root", "artifact_root", "ledger", "workdir")},
+    **{key: ((str, list), "a string or a list of strings") for key in ("compare_cmd", "compare_args",
+                                                                       "compare_arg", "views", "view",
+                                                                       "splits", "split")},
+    **{key: ((int, str, list), "a number or a list of numbers") for key in ("doses", "dose")},
+    **{key: ((int,), "an integer") for key in ("jobs_per_gpu", "max_parallel", "retries")},
+    **{key: (_NUMBER, "a number of seconds") for key in ("timeout", "grace")},
+    **{key: ((bool,), "true or false") for key in ("force", "only_failed", "dry_run")},
+    "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
+    "checkpoint_name": (_TEXT, "a file name"),
+    "gpus": ((str, int), "a string such as \"auto\" or \"0,1\""),
+}
+
+
+def _check_type(key: str, value: Any, path: Path) -> None:
+    kinds, expected = TOML_TYPES[key]
+    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
+    scalar_ok = all(isinstance(v, (str, int, float)) for v in items)
+    bool_ok = not isinstance(value, bool) or bool in kinds
+    if not (isinstance(value, kinds) and scalar_ok and bool_ok):
+        raise ConfigError(f"config file {path}: {key} = {value!r:.60} should be {expected}")
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:  # a folder, unreadable, ...
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - TOML_KEYS)
     if unknown:
         raise ConfigError(f"config file {path}: unknown key {unknown[0]!r}; "
                           f"known keys are the flag names with underscores")
+    for key, value in data.items():
+        _check_type(key, value, path)
     return data
 
 

@@ -44,10 +44,12 @@ class FailureClass(str, enum.Enum):
     INTERRUPTED = "interrupted"  # the runner was stopped or died while the attempt ran
     BLOCKED = "blocked"  # an input of the job is missing
     CUDA_OOM = "cuda_oom"  # out of GPU memory (the command said so by its exit code)
+    DISK_FULL = "disk_full"  # its logs or outputs could not be written: no space, or ulimit -f
 
     @property
     def retryable(self) -> bool:
-        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR)
+        # A full disk stays full for the rest of the run; the next `run` relaunches the job.
+        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, FailureClass.DISK_FULL)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -17,16 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import aiosqlite
 
+from runner import faults
 from runner.jobs import AttemptState, FailureClass, Job, JobState, Outcome
 
 APPLICATION_ID = 1347705170  # 'PTYR', set by migration 0001
 BUSY_TIMEOUT_MS = 30_000
 SQLITE_MAGIC = b"SQLite format 3\x00"
-NETWORK_FILESYSTEMS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "ceph",
-                       "fuse.sshfs", "beegfs", "fuse.glusterfs", "afs", "9p"}
 
 
 class LedgerError(Exception):
@@ -59,32 +60,6 @@ MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding `path`, from /proc/mounts (Linux only)."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    target = str(path.resolve())
-    best = ("", None)
-    for line in mounts:
-        fields = line.split()
-        if len(fields) >= 3:
-            mount_point = fields[1].replace("\\040", " ")
-            inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) >= len(best[0]):
-                best = (mount_point, fields[2])
-    return best[1]
-
-
-def network_filesystem_warning(path: Path) -> str | None:
-    fs = filesystem_type(path.parent)
-    if fs in NETWORK_FILESYSTEMS:
-        return (f"the ledger {path} is on a network filesystem ({fs}); SQLite locking is unsafe "
-                "there: keep the ledger on a local disk with --ledger")
-    return None
-
-
 def check_path(path: Path, must_exist: bool) -> None:
     """Refuse a path that is a folder, missing (for readers) or not a SQLite file."""
     if path.is_dir():
@@ -99,6 +74,31 @@ def check_path(path: Path, must_exist: bool) -> None:
         head = f.read(16)
     if head and head != SQLITE_MAGIC:
         raise LedgerError(f"{path} is not a SQLite file; point --ledger at a runner ledger")
+
+
+def probe(path: Path) -> None:
+    """Refuse, before anything is written beside it, a ledger the runner could not use: not
+    SQLite, damaged, another program's database, or from a newer runner. Opens it read-only."""
+    check_path(path, must_exist=False)
+    if not os.access(path.parent, os.W_OK):
+        read_only = os.statvfs(path.parent).f_flag & os.ST_RDONLY
+        raise LedgerError(f"cannot write in the folder of ledger {path} "
+                          f"({'read-only file system' if read_only else 'permission denied'}); the "
+                          "ledger's folder must be writable (lock, WAL), or choose another --ledger")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            _version(conn, path)
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise _sqlite_error(path, exc) from None
+    if problems != ["ok"]:
+        raise LedgerError(f"ledger {path} is damaged ({problems[0]}); restore it from a copy or "
+                          "start a new one with --ledger")
 
 
 def _version(conn: sqlite3.Connection, path: Path) -> int:
@@ -117,6 +117,9 @@ def _version(conn: sqlite3.Connection, path: Path) -> int:
 def migrate(conn: sqlite3.Connection, path: Path) -> int:
     """Apply the migrations the ledger lacks, each with its version bump in one transaction."""
     version = _version(conn, path)
+    if faults.armed("migrate"):  # tests: stop inside the transaction, before its version bump
+        conn.set_trace_callback(lambda sql: sql.lstrip().startswith("PRAGMA user_version")
+                                and faults.pause_point("migrate"))
     for number, script in MIGRATIONS[version:]:
         try:
             conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
@@ -158,7 +161,7 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for status, report and tests; refuses unknown or newer files."""
     check_path(path, must_exist=True)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
         version = _version(conn, path)
     except sqlite3.Error as exc:
@@ -190,6 +193,10 @@ class Ledger:
         self._db = db
         self.path = path
         self._lock = asyncio.Lock()
+        # The first write that failed for a reason outside the runner (locked past the busy
+        # timeout, disk full, I/O error): the run is stopping, so later writes fail at once
+        # instead of each waiting out the busy timeout again.
+        self._failed: sqlite3.OperationalError | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -211,14 +218,20 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
+            if self._failed:
+                raise self._failed
             try:
-                yield self._db
-                await self._db.execute("COMMIT")
-            except BaseException:
-                # Shielded: a cancelled task must not leave the connection inside a transaction.
-                if self._db.in_transaction:
-                    await asyncio.shield(self._db.execute("ROLLBACK"))
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    # Shielded: a cancelled task must not leave the connection inside a transaction.
+                    if self._db.in_transaction:
+                        await asyncio.shield(self._db.execute("ROLLBACK"))
+                    raise
+            except sqlite3.OperationalError as exc:
+                self._failed = exc
                 raise
 
     async def _one(self, db: aiosqlite.Connection, name: str, params: dict) -> tuple | None:

@@ -24,7 +24,8 @@ class RunnerLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise LockError(f"cannot create lock file {self.path}: {exc.strerror}") from None
+            raise LockError(f"cannot create lock file {self.path} ({exc.strerror}); the ledger's "
+                            "folder must be writable, or choose another --ledger") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

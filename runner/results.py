@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import resource
+import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 from runner.jobs import FailureClass, MetricsCheck
 
 REQUIRED_COLUMNS = ("model", "metric", "amplitude", "phase", "value")
 MAX_METRICS_BYTES = 64 << 20
+LOW_SPACE_BYTES = 1 << 20  # a filesystem with less free space than this counts as full
 
 
 @dataclass(frozen=True)
@@ -78,3 +83,30 @@ def classify_exit(returncode: int, exit_classes: dict[int, FailureClass]) -> tup
     code, sig = split_status(returncode)
     failure = FailureClass.SIGNAL if sig else exit_classes.get(code, FailureClass.EXIT_CODE)
     return failure, code, sig
+
+
+def no_space(logs: tuple[Path, ...], folders: tuple[Path, ...]) -> str | None:
+    """Why the attempt could not write its logs or outputs (a full filesystem, a log at the
+    file-size limit), or None. Asked only of a failed attempt, to name the real cause."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]  # the children inherit the runner's
+    for log in logs:
+        try:
+            size = log.stat().st_size
+        except OSError:
+            continue
+        if limit != resource.RLIM_INFINITY and size >= limit:
+            return f"{log} reached the file-size limit of {limit} bytes (ulimit -f)"
+    for folder in folders:
+        try:
+            fs = os.statvfs(folder)
+        except OSError:
+            continue
+        free = fs.f_bavail * fs.f_frsize
+        if free < LOW_SPACE_BYTES:
+            return f"the filesystem of {folder} is full ({free} bytes free)"
+    return None
+
+
+def disk_full_signal(sig: int | None) -> bool:
+    """SIGXFSZ: the kernel stopped a process that wrote past the file-size limit."""
+    return sig == signal.SIGXFSZ

@@ -6,12 +6,10 @@ changed jobs run again; --force reruns everything, --only-failed only failed and
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
 from dataclasses import dataclass
 
-from runner.executors.local import pids_with_token, process_start, signal_group
+from runner.executors.local import pids_with_token, process_start, signal_group, stop_pids
 from runner.jobs import FailureClass, Job, JobState, Outcome
 from runner.ledger import Ledger
 
@@ -21,20 +19,6 @@ class Selection:
     to_run: list[tuple[Job, int]]  # (job, job_id)
     skipped: list[Job]
     blocked: list[Job]
-
-
-async def _stop_pids(pids: list[int], grace: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if sig == signal.SIGTERM:
-            for _ in range(int(grace / 0.05) + 1):
-                if not any(os.path.exists(f"/proc/{pid}") for pid in pids):
-                    return
-                await asyncio.sleep(0.05)
 
 
 async def reconcile(ledger: Ledger, grace: float) -> list[str]:
@@ -49,7 +33,7 @@ async def reconcile(ledger: Ledger, grace: float) -> list[str]:
         # Every process of the attempt carries its token, even one that left the group or whose
         # pid was never recorded.
         stray = pids_with_token(attempt.token)
-        await _stop_pids(stray, grace)
+        await stop_pids(stray, grace)
         if leader_ours:
             signal_group(attempt.pgid, signal.SIGKILL)
         killed = leader_ours or bool(stray)

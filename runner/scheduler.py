@@ -17,10 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runner import faults
 from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
 from runner.ledger import Ledger
-from runner.results import classify_exit, read_metrics, split_status
+from runner.results import classify_exit, disk_full_signal, no_space, read_metrics, split_status
 from runner.slots import Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,13 @@ class Scheduler:
                     elif self._should_retry(outcome, tries):
                         self.on_event(Event("retrying", job, tries + 1, slot, outcome))
                         queue.append((job, job_id, tries + 1, argv))
+        except BaseException:
+            # The ledger failed (or we are cancelled): stop every other attempt's processes and
+            # wait for them; their rows stay `running` for the next run to reconcile.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         finally:
             stop_waiter.cancel()
 
@@ -126,6 +134,7 @@ class Scheduler:
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
             job_id, self.run_id, job, argv, slot.name, slot.device.visible_id, slot.device.uuid,
             token, log_paths(job))
+        faults.pause_point("attempt_row")
         self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
         started = time.monotonic()
         launched_ns = time.time_ns()
@@ -134,9 +143,11 @@ class Scheduler:
                 tuple(argv), job.cwd, child_environment(job, slot, token, self.threads_per_job),
                 stdout_log, stderr_log))
         except LaunchError as exc:
-            outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
+            failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
+            outcome = Outcome(False, failure_class=failure, detail=str(exc))
         else:
             try:
+                faults.pause_point("spawned")
                 await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
                 outcome = await self._wait(job, handle, launched_ns)
             except BaseException:
@@ -144,6 +155,7 @@ class Scheduler:
                 await asyncio.shield(self.executor.terminate(handle, self.policy.grace))
                 raise
         duration = round(time.monotonic() - started, 3)
+        faults.pause_point("exited")
         # Shielded: the result of a finished child is recorded even if we are being cancelled.
         await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
         self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
@@ -159,9 +171,9 @@ class Scheduler:
             stop_task.cancel()
         if exit_task in done:
             returncode = exit_task.result()
-            if await self.executor.clean_up_group(handle, self.policy.grace):
+            if await self.executor.clean_up(handle, self.policy.grace):
                 log.warning("%s: killed processes its command left running", job.key)
-            return self._judge(job, returncode, launched_ns)
+            return self._judge(job, returncode, launched_ns, handle)
         exit_task.cancel()
         code, sig = split_status(await self.executor.terminate(handle, self.policy.grace))
         if self._stop.is_set():
@@ -170,12 +182,19 @@ class Scheduler:
             failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
         return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
-    def _judge(self, job: Job, returncode: int, launched_ns: int) -> Outcome:
+    def _judge(self, job: Job, returncode: int, launched_ns: int, handle) -> Outcome:
         if returncode != 0:
             failure, code, sig = classify_exit(returncode, job.exit_classes)
             detail = f"killed by signal {sig}" if sig else f"exit code {code}"
-            return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
-        rows, problem = read_metrics(job.check, launched_ns)
-        if problem:
-            return Outcome(False, exit_code=0, failure_class=FailureClass.NO_METRICS, detail=problem)
-        return Outcome(True, metrics=tuple(rows), exit_code=0)
+        else:
+            rows, problem = read_metrics(job.check, launched_ns)
+            if not problem:
+                return Outcome(True, metrics=tuple(rows), exit_code=0)
+            failure, code, sig, detail = FailureClass.NO_METRICS, 0, None, problem
+        if failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.NO_METRICS):
+            # A command that could not write its logs or outputs fails for that reason.
+            space = no_space(handle.logs, (handle.logs[0].parent, job.output_dir))
+            if space or disk_full_signal(sig):
+                failure = FailureClass.DISK_FULL
+                detail = f"{space or 'file-size limit exceeded (SIGXFSZ)'}; {detail}"
+        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)

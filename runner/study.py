@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ EXPECTED_MODELS = ("PtychoPINN", "Baseline", "PtyChi")
 METRICS_FILE = "comparison_metrics.csv"
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
 MAX_MANIFEST_BYTES = 16 << 20
+MAX_TEXT = 200  # characters of a text field of the metadata
+INT64 = 1 << 63  # SQLite's INTEGER range
 DOSE_DIR = re.compile(r"^dose_(\d+)$")
 CHUNK_FLAGS = ("--pinn-chunk-size", "--baseline-chunk-size")
 OOM_CHUNK_START = 256  # the first out-of-memory retry of a command that set no chunk size
@@ -37,6 +40,8 @@ class PlanError(Exception):
 def discover_doses(phase_c_root: Path) -> list[int]:
     doses = sorted(int(m.group(1)) for p in phase_c_root.iterdir()
                    if p.is_dir() and (m := DOSE_DIR.match(p.name)))
+    if doses and doses[-1] >= INT64:
+        raise PlanError(f"folder dose_{doses[-1]} in {phase_c_root}: the dose is out of range")
     if not doses:
         raise PlanError(f"no dose_<int> folders in {phase_c_root}; is --phase-c-root the Phase C output?")
     return doses
@@ -54,14 +59,25 @@ def read_json(path: Path) -> Any:
 
 
 def _clean_metadata(raw: Any, source: Path) -> dict[str, Any]:
+    """The Phase D fields, each checked (type, finite, in SQLite's range, short) before use."""
     if not isinstance(raw, dict):
         raise PlanError(f"Phase D metadata in {source} is not a JSON object")
     meta = {}
     for name in METADATA_FIELDS:
         value = raw.get(name)
         expected = str if name == "selection_strategy" else (int, float)
+        problem = None
         if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
-            raise PlanError(f"Phase D metadata in {source}: {name} = {value!r} has the wrong type")
+            problem = "has the wrong type"
+        elif isinstance(value, float) and not math.isfinite(value):
+            problem = "is not a finite number"
+        elif isinstance(value, int) and not -INT64 <= value < INT64:
+            problem = "is out of range"
+        elif isinstance(value, str) and len(value) > MAX_TEXT:
+            problem = f"is longer than {MAX_TEXT} characters"
+        if problem:
+            shown = f"{value!r:.60}" + ("..." if len(repr(value)) > 60 else "")
+            raise PlanError(f"Phase D metadata in {source}: {name} = {shown} {problem}")
         meta[name] = value
     return meta
 
@@ -103,7 +119,7 @@ def _manifest_metadata(settings: Settings) -> dict[tuple[int, str, str], dict[st
         if isinstance(entry, dict) and {"dose", "view", "split"} <= entry.keys():
             try:
                 key = (int(float(entry["dose"])), str(entry["view"]), str(entry["split"]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise PlanError(f"manifest {path}: dose {entry['dose']!r} is not a number") from None
             found[key] = _clean_metadata(entry, path)
     return found

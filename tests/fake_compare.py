@@ -10,7 +10,12 @@ exit 2. What it does is chosen by FAKE_COMPARE_BEHAVIOUR, a JSON object mapping 
   oom_above_chunk: n   exit 3 (out of GPU memory) unless both chunk sizes are given and <= n
   nan_cell: true       PtyChi's ms_ssim phase is written as 'nan'
   ms_ssim: {model: [amplitude, phase]}   other MS-SSIM values than 0.8, 0.7
-Each call appends one JSON line to FAKE_COMPARE_RECORD (if set): condition, devices, interval.
+  escape: seconds      a grandchild in its own session (it leaves the process group)
+  close_stdout: true   close stdout early, then go on (stderr, metrics)
+  kill_runner: true    SIGKILL the runner (our parent) after writing the metrics, then exit 0
+Each call appends one JSON line to FAKE_COMPARE_RECORD (if set) when it is done: condition,
+devices, interval, argv, cwd; and one line to FAKE_COMPARE_LAUNCHES (if set) as soon as it starts:
+condition, pid, RUNNER_ATTEMPT_TOKEN.
 """
 
 import argparse
@@ -78,6 +83,11 @@ def main():
     condition = "/".join(out.parts[-3:])
     todo = behaviour_for(condition)
     started = time.time()
+    launches = os.environ.get("FAKE_COMPARE_LAUNCHES")
+    if launches:
+        with open(launches, "a") as f:
+            f.write(json.dumps({"condition": condition, "pid": os.getpid(),
+                                "token": os.environ.get("RUNNER_ATTEMPT_TOKEN")}) + "\n")
     out.mkdir(parents=True, exist_ok=True)
     counter = out / ".fake_attempts"
     attempt = int(counter.read_text()) + 1 if counter.exists() else 1
@@ -90,6 +100,14 @@ def main():
     if todo.get("grandchild"):
         grandchild = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({todo['grandchild']})"])
         (out / "grandchild.pid").write_text(str(grandchild.pid))
+    if todo.get("escape"):
+        escaped = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({todo['escape']})"],
+                                   start_new_session=True)
+        (out / "escaped.pid").write_text(str(escaped.pid))
+    if todo.get("close_stdout"):
+        print("closing stdout now", flush=True)
+        os.close(1)
+        print("stdout is closed", file=sys.stderr, flush=True)
     if todo.get("spam_bytes"):
         chunk = "x" * 1023 + "\n"
         for _ in range(todo["spam_bytes"] // 1024):
@@ -109,7 +127,7 @@ def main():
                            "order": os.environ.get("CUDA_DEVICE_ORDER"), "start": started,
                            "threads": os.environ.get("OMP_NUM_THREADS"),
                            "end": time.time(), "pid": os.getpid(), "argv": sys.argv[1:],
-                           "attempt": attempt})
+                           "cwd": os.getcwd(), "attempt": attempt})
         with open(record, "a") as f:
             f.write(line + "\n")
     if todo.get("signal"):
@@ -128,6 +146,8 @@ def main():
             return 3
     if not todo.get("no_metrics"):
         write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False), todo.get("ms_ssim"))
+    if todo.get("kill_runner"):
+        os.kill(os.getppid(), signal.SIGKILL)
     return 0
 
 

@@ -2,12 +2,14 @@
 
 The child writes stdout and stderr straight into its two log files: the runner reads no pipe, so
 nothing can fill up, and the logs keep growing even if the runner dies. Stopping an attempt
-signals its whole process group, so grandchildren go with it.
+signals its whole process group, so grandchildren go with it, and then every process still
+carrying the attempt's RUNNER_ATTEMPT_TOKEN, so a grandchild that left the group goes too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 from dataclasses import dataclass
@@ -18,6 +20,10 @@ LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 class LaunchError(Exception):
     """The command could not be started."""
+
+    def __init__(self, message: str, error: int | None = None) -> None:
+        super().__init__(message)
+        self.no_space = error in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class Handle:
     pgid: int
     process_start: str | None
     process: asyncio.subprocess.Process
+    token: str | None = None  # RUNNER_ATTEMPT_TOKEN of the attempt, inherited by its descendants
+    logs: tuple[Path, ...] = ()  # stdout and stderr log files
 
 
 def boot_id() -> str:
@@ -66,6 +74,15 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process runs (a zombie, dead but not yet reaped by its parent, is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
 def group_alive(pgid: int) -> bool:
     return signal_group(pgid, 0)
 
@@ -85,6 +102,21 @@ def pids_with_token(token: str) -> list[int]:
     return found
 
 
+async def stop_pids(pids: list[int], grace: float) -> None:
+    """SIGTERM the processes, wait up to `grace` seconds for them to go, SIGKILL the rest."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if sig == signal.SIGTERM:
+            for _ in range(int(grace / 0.05) + 1):
+                if not any(pid_alive(pid) for pid in pids):
+                    return
+                await asyncio.sleep(0.05)
+
+
 def open_log(path: Path) -> int:
     """Create a log file readable by the user only; never reuse an earlier attempt's file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -98,12 +130,12 @@ class LocalExecutor:
         try:
             out_fd = open_log(spec.stdout_log)
         except OSError as exc:
-            raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}") from None
+            raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}", exc.errno) from None
         try:
             err_fd = open_log(spec.stderr_log)
         except OSError as exc:
             os.close(out_fd)
-            raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}") from None
+            raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}", exc.errno) from None
         try:
             process = await asyncio.create_subprocess_exec(
                 *spec.argv, cwd=spec.cwd, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
@@ -114,7 +146,8 @@ class LocalExecutor:
             os.close(out_fd)
             os.close(err_fd)
         # start_new_session: the child leads a new session and group whose id is its pid.
-        return Handle(process.pid, process.pid, process_start(process.pid), process)
+        return Handle(process.pid, process.pid, process_start(process.pid), process,
+                      spec.env.get("RUNNER_ATTEMPT_TOKEN"), (spec.stdout_log, spec.stderr_log))
 
     async def wait(self, handle: Handle, timeout: float | None = None) -> int | None:
         """The exit status (negative: killed by that signal), or None when `timeout` passed."""
@@ -135,11 +168,19 @@ class LocalExecutor:
                 break
             await asyncio.sleep(0.05)
         signal_group(handle.pgid, signal.SIGKILL)
-        return await handle.process.wait()
+        status = await handle.process.wait()
+        await self._stop_escaped(handle, grace)
+        return status
 
-    async def clean_up_group(self, handle: Handle, grace: float) -> bool:
-        """After the leader exited: stop anything it left running in its group. True if any."""
-        if not group_alive(handle.pgid):
-            return False
-        await self.terminate(handle, grace)
-        return True
+    async def clean_up(self, handle: Handle, grace: float) -> bool:
+        """After the leader exited: stop anything it left running, in its group or escaped from
+        it. True if there was any."""
+        if group_alive(handle.pgid):
+            await self.terminate(handle, grace)
+            return True
+        return await self._stop_escaped(handle, grace)
+
+    async def _stop_escaped(self, handle: Handle, grace: float) -> bool:
+        escaped = pids_with_token(handle.token) if handle.token else []
+        await stop_pids(escaped, grace)
+        return bool(escaped)
