@@ -44,10 +44,17 @@ class FailureClass(str, enum.Enum):
     INTERRUPTED = "interrupted"  # the runner was stopped or died while the attempt ran
     BLOCKED = "blocked"  # an input of the job is missing
     CUDA_OOM = "cuda_oom"  # out of GPU memory (the command said so by its exit code)
+    # Endings only a cluster scheduler (SLURM) reports:
+    NODE_FAIL = "node_fail"  # the node failed (NODE_FAIL) or never booted (BOOT_FAIL)
+    PREEMPTED = "preempted"  # a higher-priority job took the resources
+    OUT_OF_MEMORY = "out_of_memory"  # the cluster killed it for using more than --mem
+    CANCELLED = "cancelled"  # cancelled outside the runner (scancel by hand, an administrator)
+    SLURM_UNKNOWN = "slurm_unknown"  # SLURM no longer knows the job and has no accounting record
 
     @property
     def retryable(self) -> bool:
-        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR)
+        # A job someone cancelled by hand is not relaunched behind their back.
+        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, FailureClass.CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,9 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.executors import Ended, LaunchError, LaunchSpec
+
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-
-
-class LaunchError(Exception):
-    """The command could not be started."""
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    argv: tuple[str, ...]
-    cwd: Path
-    env: dict[str, str]
-    stdout_log: Path
-    stderr_log: Path
 
 
 @dataclass
@@ -35,6 +24,9 @@ class Handle:
     pgid: int
     process_start: str | None
     process: asyncio.subprocess.Process
+
+    def ledger_fields(self) -> dict:
+        return {"pid": self.pid, "pgid": self.pgid, "process_start": self.process_start}
 
 
 def boot_id() -> str:
@@ -94,6 +86,11 @@ def open_log(path: Path) -> int:
 class LocalExecutor:
     """Runs attempts as child processes of this runner."""
 
+    name = "local"
+
+    def device_label(self, device: str) -> str | None:
+        return device  # the CUDA_VISIBLE_DEVICES this runner gives the child
+
     async def launch(self, spec: LaunchSpec) -> Handle:
         try:
             out_fd = open_log(spec.stdout_log)
@@ -116,17 +113,14 @@ class LocalExecutor:
         # start_new_session: the child leads a new session and group whose id is its pid.
         return Handle(process.pid, process.pid, process_start(process.pid), process)
 
-    async def wait(self, handle: Handle, timeout: float | None = None) -> int | None:
-        """The exit status (negative: killed by that signal), or None when `timeout` passed."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(handle.process.wait()), timeout)
-        except asyncio.TimeoutError:
-            return None
+    async def wait(self, handle: Handle, report=None) -> Ended:
+        """The exit status (negative: killed by that signal)."""
+        return Ended(await asyncio.shield(handle.process.wait()))
 
     def is_alive(self, handle: Handle) -> bool:
         return handle.process.returncode is None
 
-    async def terminate(self, handle: Handle, grace: float) -> int:
+    async def terminate(self, handle: Handle, grace: float) -> Ended:
         """SIGTERM the whole group, SIGKILL what is left after `grace` seconds; reap the child."""
         signal_group(handle.pgid, signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace
@@ -135,7 +129,11 @@ class LocalExecutor:
                 break
             await asyncio.sleep(0.05)
         signal_group(handle.pgid, signal.SIGKILL)
-        return await handle.process.wait()
+        return Ended(await handle.process.wait())
+
+    async def interrupt(self, handle: Handle, grace: float) -> Ended:
+        """The runner is stopping: a local child cannot outlive it usefully, so it stops too."""
+        return await self.terminate(handle, grace)
 
     async def clean_up_group(self, handle: Handle, grace: float) -> bool:
         """After the leader exited: stop anything it left running in its group. True if any."""
