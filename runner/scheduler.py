@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from runner.executors import Ended, LaunchError, LaunchSpec
 from runner.executors.local import LocalExecutor
@@ -159,8 +159,9 @@ class Scheduler:
         handle = self.executor.attach(attempt.slurm_job_id)
         outcome = await self._follow_handle(job, handle, attempt.attempt_id,
                                             int(launched.timestamp() * 1e9))
+        duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
         return await self._finish(job, attempt.job_id, attempt.attempt_id, attempt.number, slot,
-                                  outcome, None, attempt.stderr_log)
+                                  outcome, duration, attempt.stderr_log)
 
     async def _finish(self, job: Job, job_id: int, attempt_id: int, number: int, slot: Slot,
                       outcome: Outcome | None, duration: float | None, stderr_log) -> Outcome | None:
