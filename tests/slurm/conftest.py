@@ -28,3 +28,13 @@ def slurm_conf() -> Path:
     conf = Path(result.stdout.strip().splitlines()[-1].split("=", 1)[1])
     os.environ["SLURM_CONF"] = str(conf)
     return conf
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say how many SLURM tests ran, so a CI log shows whether the cluster came up."""
+    counts = {outcome: sum(1 for r in terminalreporter.stats.get(outcome, [])
+                           if "tests/slurm/" in getattr(r, "nodeid", "") and r.when in ("call", "setup"))
+              for outcome in ("passed", "failed", "error", "skipped")}
+    if any(counts.values()):
+        terminalreporter.write_line("SLURM tests against a real cluster: "
+                                    + ", ".join(f"{n} {k}" for k, n in counts.items()))

@@ -7,13 +7,14 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from fixture_study import make_study
-from helpers import ledger_rows, run_runner, start_runner, wait_for
+from helpers import ledger_rows, run_runner, runner_env, start_runner, wait_for
 
 SLURM = ("--backend", "slurm")
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
@@ -45,11 +46,11 @@ def squeue_state(job_id: str) -> str:
 
 
 def recorded_job_ids(study: Path, count: int, state: str = "RUNNING") -> list[str]:
-    """Wait until `count` attempts have a SLURM job id and SLURM says `state` for each."""
+    """Wait until `count` attempts have a SLURM job id and the ledger has recorded `state` for each."""
     def ready():
-        rows = attempts(study)
-        ids = [r["slurm_job_id"] for r in rows if r["slurm_job_id"]]
-        return ids if len(ids) >= count and all(squeue_state(i) == state for i in ids) else None
+        rows = [r for r in attempts(study) if r["slurm_job_id"]]
+        return [r["slurm_job_id"] for r in rows] if len(rows) >= count and all(
+            r["slurm_state"] == state for r in rows) else None
     return wait_for(ready, timeout=90, interval=0.3)
 
 
@@ -148,6 +149,10 @@ def test_with_on_interrupt_leave_the_jobs_keep_running_and_the_next_run_re_attac
     assert runner.returncode == 143
     assert squeue_state(job_id) == "RUNNING"
     assert attempts(study)[0]["state"] == "running"
+    shown = subprocess.run([sys.executable, "-m", "runner", "status", "--ledger", str(ledger(study))],
+                           env=runner_env(), capture_output=True, text=True, timeout=60)
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("dose_1000/dense/train "))
+    assert "running" in line and "localhost" in line and f"RUNNING {job_id}" in line
     again = run_runner(study, *ONE, *SLURM, behaviour={"*": {"sleep": 8}}, record=record, timeout=120)
     assert again.returncode == 0, again.stderr
     assert "still running on SLURM" in again.stdout
@@ -219,3 +224,23 @@ def _controller_alive(pid_file: Path) -> bool:
         return Path(f"/proc/{pid_file.read_text().strip()}").exists()
     except (OSError, ValueError):
         return False
+
+
+def test_paths_with_spaces_quotes_and_dollars_reach_the_job_unchanged(tmp_path, slurm_conf):
+    odd = make_study(tmp_path / "it's a \"study\" $(touch pwned) `x`", doses=(1000,))
+    record = tmp_path / "calls.jsonl"
+    result = run_runner(odd, *ONE, *SLURM, record=record, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (call,) = records(record)
+    (row,) = attempts(odd)
+    assert call["argv"] == json.loads(row["argv"])[2:]  # after the interpreter and script
+    assert str(odd / "analysis/dose_1000/dense/train") in call["argv"]
+    assert not list(tmp_path.rglob("pwned"))
+
+
+def test_a_submission_slurm_refuses_is_a_launch_error_and_not_retried(study):
+    result = run_runner(study, *ONE, *SLURM, "--partition", "nosuchpartition", "--retries", "2", timeout=120)
+    assert result.returncode == 1
+    (row,) = attempts(study)
+    assert (row["state"], row["failure_class"], row["slurm_job_id"]) == ("failed", "launch_error", None)
+    assert "sbatch refused the job" in row["failure_detail"] and "partition" in row["failure_detail"].lower()
