@@ -30,7 +30,7 @@ from runner.progress import Progress
 from runner.resume import reconcile, select
 from runner.scheduler import Policy, Scheduler
 from runner.executors.local import LocalExecutor
-from runner.executors.slurm import SlurmExecutor, SlurmOptions
+from runner.executors.slurm import ClusterUnavailable, SlurmExecutor, SlurmOptions
 from runner.slots import Device, Slot, SlotError, SlotPool, build_slots, parse_gpus
 from runner.study import PlanError, check_compare_command, plan
 
@@ -38,7 +38,7 @@ class UsageError(Exception):
     pass
 
 
-USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError)
+USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError, ClusterUnavailable)
 
 
 class Parser(argparse.ArgumentParser):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from runner.config import ConfigError
 from runner.executors.local import pids_with_token, process_start, signal_group
+from runner.executors.slurm import ClusterUnavailable
 from runner.jobs import FailureClass, Job, JobState, Outcome
 from runner.ledger import Ledger, RunningAttempt
 
@@ -52,7 +53,11 @@ async def reconcile(ledger: Ledger, grace: float, executor=None) -> tuple[list[s
                           "rerun with --backend slurm to re-attach to them, or scancel them first")
     for attempt in on_slurm:
         if attempt.slurm_job_id is None:  # the runner died while submitting: did sbatch succeed?
-            handle = await executor.find(attempt.token)
+            try:
+                handle = await executor.find(attempt.token)
+            except ClusterUnavailable as exc:
+                raise ClusterUnavailable(f"cannot tell whether {attempt.job_key} reached SLURM ({exc}); "
+                                         "run again when the cluster answers") from None
             if handle is None:
                 await ledger.finish_attempt(attempt.attempt_id, attempt.job_id, Outcome(
                     False, failure_class=FailureClass.INTERRUPTED,

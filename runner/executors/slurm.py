@@ -88,7 +88,7 @@ class SlurmHandle:
 
 
 class ClusterUnavailable(Exception):
-    """squeue/sbatch could not reach the controller."""
+    """squeue/sbatch could not reach the controller (at start-up: a user error, try again later)."""
 
 
 def batch_script(argv: tuple[str, ...], token: str) -> str:
@@ -96,6 +96,13 @@ def batch_script(argv: tuple[str, ...], token: str) -> str:
     return ("#!/bin/sh\n"
             f"# runner attempt {token}: the command below is the attempt's argv, quoted.\n"
             f"exec {shlex.join(argv)}\n")
+
+
+def log_pattern(path: Path) -> str:
+    """sbatch reads --output as a pattern (%j is the job id): a literal % is written %%, except
+    in a name with a backslash, which SLURM takes literally as a whole."""
+    text = str(path)
+    return text if "\\" in text else text.replace("%", "%%")
 
 
 def exit_of_status(raw: str) -> str | None:
@@ -124,7 +131,8 @@ async def _command(argv: list[str], env: dict | None = None, timeout: float = 60
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True)  # a Ctrl-C meant for the runner must not kill a half-done sbatch
     except OSError as exc:
         raise ClusterUnavailable(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     try:
@@ -165,9 +173,9 @@ class SlurmExecutor:
         except OSError as exc:
             raise LaunchError(f"cannot create {exc.filename}: {exc.strerror}") from None
         name = f"runner-{spec.token}"
-        argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={spec.cwd}",
-                f"--output={spec.stdout_log}", f"--error={spec.stderr_log}", "--open-mode=append",
-                *self.options.sbatch_options(), str(script)]
+        argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={spec.cwd}", "--export=ALL",
+                f"--output={log_pattern(spec.stdout_log)}", f"--error={log_pattern(spec.stderr_log)}",
+                "--open-mode=append", *self.options.sbatch_options(), str(script)]
         env = dict(spec.env)
         env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM sets it on the node for the GPU it gives
         if "OMP_NUM_THREADS" not in os.environ:  # the local share of cores means nothing there
@@ -185,7 +193,10 @@ class SlurmExecutor:
             if not any(t in err.lower() for t in TRANSIENT):
                 raise LaunchError(f"sbatch refused the job: {err.splitlines()[-1] if err else f'exit {code}'}")
             # The submission may have gone through before the error: never submit twice.
-            found = await self.find(spec.token)
+            try:
+                found = await self.find(spec.token)
+            except ClusterUnavailable:
+                found = None  # then sbatch cannot get through either
             if found:
                 return found
             log.warning("sbatch: %s; retrying in %.0fs", err, delay)
@@ -194,13 +205,13 @@ class SlurmExecutor:
         raise LaunchError(f"sbatch could not reach the cluster: {err}")
 
     async def find(self, token: str) -> SlurmHandle | None:
-        """The job of an attempt whose id was never recorded (the runner died during sbatch)."""
-        try:
-            code, out, _ = await _command(["squeue", "-h", "-t", "all", "-n", f"runner-{token}", "-o", "%i"])
-        except ClusterUnavailable:
-            return None
+        """The job of an attempt whose id was never recorded (the runner died during sbatch).
+        Raises ClusterUnavailable when SLURM cannot say."""
+        code, out, err = await _command(["squeue", "-h", "-t", "all", "-n", f"runner-{token}", "-o", "%i"])
+        if code != 0:
+            raise ClusterUnavailable(f"squeue: {err or f'exit {code}'}")
         ids = out.split()
-        if code != 0 or not ids:
+        if not ids:
             return None
         self._watched.add(ids[0])
         return SlurmHandle(ids[0])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -227,7 +228,7 @@ def _controller_alive(pid_file: Path) -> bool:
 
 
 def test_paths_with_spaces_quotes_and_dollars_reach_the_job_unchanged(tmp_path, slurm_conf):
-    odd = make_study(tmp_path / "it's a \"study\" $(touch pwned) `x`", doses=(1000,))
+    odd = make_study(tmp_path / "it's a \"study\" $(touch pwned) `x` 100%j", doses=(1000,))
     record = tmp_path / "calls.jsonl"
     result = run_runner(odd, *ONE, *SLURM, record=record, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -235,6 +236,7 @@ def test_paths_with_spaces_quotes_and_dollars_reach_the_job_unchanged(tmp_path, 
     (row,) = attempts(odd)
     assert call["argv"] == json.loads(row["argv"])[2:]  # after the interpreter and script
     assert str(odd / "analysis/dose_1000/dense/train") in call["argv"]
+    assert Path(row["stdout_log"]).read_text().startswith("fake compare")  # %j not expanded
     assert not list(tmp_path.rglob("pwned"))
 
 
@@ -244,3 +246,24 @@ def test_a_submission_slurm_refuses_is_a_launch_error_and_not_retried(study):
     (row,) = attempts(study)
     assert (row["state"], row["failure_class"], row["slurm_job_id"]) == ("failed", "launch_error", None)
     assert "sbatch refused the job" in row["failure_detail"] and "partition" in row["failure_detail"].lower()
+
+
+def test_an_attempt_whose_job_id_was_never_recorded_is_found_by_its_job_name(study, tmp_path):
+    record = tmp_path / "calls.jsonl"
+    runner = start_runner(study, *ONE, *SLURM, behaviour={"*": {"sleep": 5}}, record=record)
+    try:
+        (job_id,) = recorded_job_ids(study, 1)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+    finally:
+        runner.kill()
+    # As if the runner had died after sbatch answered but before the id reached the ledger.
+    conn = sqlite3.connect(ledger(study))
+    conn.execute("UPDATE attempts SET slurm_job_id = NULL")
+    conn.commit()
+    conn.close()
+    again = run_runner(study, *ONE, *SLURM, behaviour={"*": {"sleep": 5}}, record=record, timeout=120)
+    assert again.returncode == 0, again.stderr
+    (row,) = attempts(study)
+    assert (row["state"], row["slurm_job_id"]) == ("succeeded", job_id)
+    assert len(records(record)) == 1
