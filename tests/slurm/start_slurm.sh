@@ -91,7 +91,9 @@ CONF
 
 # Stop daemons of an earlier configuration (by their pid files), then start fresh ones.
 for name in slurmd slurmctld; do
-    if [ -f "$STATE/$name.pid" ]; then kill "$(cat "$STATE/$name.pid")" 2>/dev/null; fi
+    pid=$(cat "$STATE/$name.pid" 2>/dev/null)
+    # Only the daemon the pid file names: a stale file may point at a reused pid.
+    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then kill "$pid"; fi
 done
 sleep 0.5
 /usr/sbin/slurmctld -f "$CONF" -i || { echo "start_slurm: slurmctld did not start (see $STATE/slurmctld.log)" >&2; exit 4; }
