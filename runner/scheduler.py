@@ -16,7 +16,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from datetime import datetime, timezone
 
 from runner.executors import Ended, LaunchError, LaunchSpec
@@ -72,7 +71,7 @@ def log_paths(job: Job) -> Callable[[int], tuple]:
 class Scheduler:
     def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy,
                  on_event: Callable[[Event], None] = lambda e: None,
-                 executor=None) -> None:
+                 executor=None) -> None:  # LocalExecutor (default) or SlurmExecutor
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
         self.executor = executor or LocalExecutor()
         self.on_event = on_event
@@ -147,8 +146,7 @@ class Scheduler:
         except LaunchError as exc:
             outcome = Outcome(False, failure_class=FailureClass.LAUNCH_ERROR, detail=str(exc))
         else:
-            await self.ledger.record_launch(attempt_id, handle.ledger_fields())
-            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns)
+            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns, record=True)
         return await self._finish(job, job_id, attempt_id, number, slot, outcome,
                                   round(time.monotonic() - started, 3), stderr_log)
 
@@ -158,7 +156,7 @@ class Scheduler:
         launched = datetime.fromisoformat(attempt.started_at)
         handle = self.executor.attach(attempt.slurm_job_id)
         outcome = await self._follow_handle(job, handle, attempt.attempt_id,
-                                            int(launched.timestamp() * 1e9))
+                                            int(launched.timestamp() * 1e9), record=False)
         duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
         return await self._finish(job, attempt.job_id, attempt.attempt_id, attempt.number, slot,
                                   outcome, duration, attempt.stderr_log)
@@ -173,8 +171,11 @@ class Scheduler:
         self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
         return outcome
 
-    async def _follow_handle(self, job: Job, handle, attempt_id: int, launched_ns: int) -> Outcome | None:
+    async def _follow_handle(self, job: Job, handle, attempt_id: int, launched_ns: int,
+                             record: bool) -> Outcome | None:
         try:
+            if record:  # what identifies it: its process, or its SLURM job id
+                await self.ledger.record_launch(attempt_id, handle.ledger_fields())
             return await self._wait(job, handle, attempt_id, launched_ns)
         except BaseException:
             # The runner is going down (an error or cancellation): take the child with it,
