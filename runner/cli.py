@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -29,14 +30,16 @@ from runner.lock import LockError, RunnerLock
 from runner.progress import Progress
 from runner.resume import reconcile, select
 from runner.scheduler import Policy, Scheduler
-from runner.slots import SlotError, SlotPool, build_slots, parse_gpus
+from runner.executors.local import LocalExecutor
+from runner.executors.slurm import ClusterUnavailable, SlurmExecutor, SlurmOptions
+from runner.slots import Device, Slot, SlotError, SlotPool, build_slots, parse_gpus
 from runner.study import PlanError, check_compare_command, plan
 
 class UsageError(Exception):
     pass
 
 
-USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError)
+USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError, ClusterUnavailable)
 
 
 class Parser(argparse.ArgumentParser):
@@ -80,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--timeout", type=float, help="seconds per attempt before its group is killed")
     res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 10)")
     res.add_argument("--retries", type=int, help="relaunches of a failed job per run (default 0)")
+    cluster = run.add_argument_group("SLURM (with --backend slurm)")
+    cluster.add_argument("--backend", help="local (default): child processes here; slurm: one sbatch job per attempt")
+    cluster.add_argument("--partition", help="sbatch --partition")
+    cluster.add_argument("--time", help="sbatch --time, SLURM's limit per attempt (e.g. 30, 1:00:00)")
+    cluster.add_argument("--account", help="sbatch --account")
+    cluster.add_argument("--cpus-per-task", type=int, help="sbatch --cpus-per-task (also OMP_NUM_THREADS)")
+    cluster.add_argument("--mem", help="sbatch --mem (e.g. 16G)")
+    cluster.add_argument("--sbatch-arg", action="append",
+                         help="extra sbatch option (repeatable; write --sbatch-arg=--qos=high)")
+    cluster.add_argument("--on-interrupt", help="on Ctrl-C/SIGTERM: cancel (default) the SLURM jobs, or leave them "
+                                                "running for the next run to re-attach")
 
     stat = commands.add_parser("status", help="show where a study stands (also while it runs)")
     stat.add_argument("--ledger", help="ledger file")
@@ -99,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     cli = {key: value for key, value in vars(args).items() if key != "command"}
     cli["compare_args"] = cli.pop("compare_arg")
+    cli["sbatch_args"] = cli.pop("sbatch_arg")
     return build_settings(cli)
 
 
@@ -149,7 +164,13 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"dry run: {len(jobs)} jobs planned, nothing launched; plan in {manifest_path} and {summary_path}")
         return 0
     check_compare_command(settings)
-    slots = build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
+    if settings.backend == "slurm":
+        if shutil.which("sbatch") is None:
+            raise ConfigError("--backend slurm: sbatch is not on PATH; run on a host that submits to the cluster")
+        # Seats cap how many of our jobs are queued or running at once; SLURM picks the GPUs.
+        slots = [Slot(f"slurm{i}", Device("")) for i in range(settings.max_parallel or max(1, len(jobs)))]
+    else:
+        slots = build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
     warning = network_filesystem_warning(settings.ledger)
     if warning:
         print(f"runner: warning: {warning}", file=sys.stderr)
@@ -162,33 +183,54 @@ def command_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def make_executor(settings: Settings):
+    if settings.backend == "slurm":
+        return SlurmExecutor(SlurmOptions(
+            settings.partition, settings.time, settings.account, settings.cpus_per_task, settings.mem,
+            settings.sbatch_args, settings.on_interrupt))
+    return LocalExecutor()
+
+
 async def drive(settings: Settings, jobs: list[Job], slots) -> int:
     ledger = await Ledger.open(settings.ledger)
     progress = Progress(total=0)
+    executor = make_executor(settings)
     try:
-        for note in await reconcile(ledger, settings.grace):
+        notes, still_running = await reconcile(ledger, settings.grace, executor)
+        for note in notes:
             progress.message(f"resume  {note}")
+        by_key = {job.key: job for job in jobs}
+        reattach = [(by_key[a.job_key], a) for a in still_running if a.job_key in by_key]
+        for attempt in still_running:
+            if attempt.job_key not in by_key:
+                progress.message(f"resume  {attempt.job_key}: SLURM job {attempt.slurm_job_id} is not in "
+                                 "this run's plan; left to a later run")
         run_id = await ledger.begin_run(
             socket.gethostname(), getpass.getuser(), os.getpid(), invocation(), __version__,
             git_commit(settings.workdir),
             [{"slot": s.name, "device": s.device.visible_id, "gpu_uuid": s.device.uuid} for s in slots])
         rows = await ledger.sync_jobs(jobs, run_id)
-        selection = await select(ledger, jobs, rows, settings.force, settings.only_failed)
-        progress.total = len(selection.to_run)
+        selection = await select(ledger, jobs, rows, settings.force, settings.only_failed,
+                                 frozenset(job.key for job, _ in reattach))
+        progress.total = len(selection.to_run) + len(reattach)
         devices = sorted({s.device.visible_id or "cpu" for s in slots})
         progress.message(f"run {run_id}: {len(jobs)} jobs planned, {len(selection.to_run)} to run, "
-                         f"{len(selection.skipped)} already done, {len(selection.blocked)} blocked; "
-                         f"{len(slots)} slots on {', '.join(devices)}; ledger {settings.ledger}")
+                         f"{len(selection.skipped)} already done, {len(selection.blocked)} blocked"
+                         + (f", {len(reattach)} still running on SLURM" if reattach else "")
+                         + (f"; up to {len(slots)} SLURM jobs at once" if settings.backend == "slurm"
+                            else f"; {len(slots)} slots on {', '.join(devices)}")
+                         + f"; ledger {settings.ledger}")
         for job in selection.blocked:
             progress.message(f"blocked {job.key}: {job.blocked_reason}")
         scheduler = Scheduler(ledger, SlotPool(slots), run_id,
-                              Policy(settings.timeout, settings.grace, settings.retries), progress)
+                              Policy(settings.timeout, settings.grace, settings.retries), progress,
+                              executor)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, scheduler.request_stop, sig)
         ticker = asyncio.create_task(progress.tick())
         try:
-            await scheduler.run(selection.to_run)
+            await scheduler.run(selection.to_run, reattach)
         finally:
             ticker.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -14,6 +14,11 @@ from typing import Any
 VIEWS = ("dense", "sparse")
 SPLITS = ("train", "test")
 TEST_DATA_SOURCES = ("phase_c", "phase_d")
+BACKENDS = ("local", "slurm")
+ON_INTERRUPT = ("cancel", "leave")
+# sbatch options the runner sets itself on every submission.
+OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
+                      "--wrap", "--parsable", "--open-mode"}
 DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
 
 
@@ -46,13 +51,22 @@ class Settings:
     force: bool = False
     only_failed: bool = False
     dry_run: bool = False
+    backend: str = "local"  # 'local' or 'slurm'
+    partition: str | None = None  # the SLURM settings below apply with backend 'slurm'
+    time: str | None = None
+    account: str | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    sbatch_args: tuple[str, ...] = ()
+    on_interrupt: str = "cancel"
 
     def test_data_source(self, view: str) -> str:
         return dict(self.test_data).get(view, "phase_c")
 
 
 # Keys accepted in the TOML file: the flag names with underscores.
-TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split"}
+TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split",
+                                                  "sbatch_arg"}
 
 
 # The TOML type each key may have (a list holds values of the scalar types).
@@ -151,6 +165,38 @@ def _test_data(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(mapping.items())
 
 
+def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
+    """The backend and its SLURM settings, checked."""
+    backend = str(merged.get("backend", "local"))
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    on_interrupt = str(merged.get("on_interrupt", "cancel"))
+    if on_interrupt not in ON_INTERRUPT:
+        raise ConfigError(f"--on-interrupt {on_interrupt!r} is not one of {', '.join(ON_INTERRUPT)}")
+    values = {}
+    for name in ("partition", "time", "account", "mem"):
+        value = merged.get(name)
+        if value is not None and (not str(value).strip() or any(c.isspace() for c in str(value))):
+            raise ConfigError(f"--{name.replace('_', '-')} must be one word, got {value!r}")
+        values[name] = None if value is None else str(value)
+    sbatch_args = merged.get("sbatch_args") or merged.get("sbatch_arg") or ()
+    if isinstance(sbatch_args, str):
+        sbatch_args = shlex.split(sbatch_args)
+    for arg in sbatch_args:
+        if str(arg).split("=", 1)[0] in OWN_SBATCH_OPTIONS:
+            raise ConfigError(f"--sbatch-arg {arg!r}: the runner sets {str(arg).split('=', 1)[0]} itself")
+    slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem") if merged.get(n) is not None]
+    if backend == "local" and (slurm_given or sbatch_args):
+        name = slurm_given[0] if slurm_given else "sbatch_arg"
+        raise ConfigError(f"--{name.replace('_', '-')} applies to --backend slurm only")
+    if backend == "slurm" and merged.get("timeout") is not None:
+        raise ConfigError("--timeout counts queueing time on SLURM; give SLURM's limit with --time instead")
+    cpus = merged.get("cpus_per_task")
+    return dict(values, backend=backend, on_interrupt=on_interrupt,
+                cpus_per_task=_int(cpus, "--cpus-per-task", 1) if cpus is not None else None,
+                sbatch_args=tuple(str(a) for a in sbatch_args))
+
+
 def _default_workdir(cwd: Path, compare_cmd: tuple) -> Path:
     """The current folder, unless the default command's script is not there but is in the
     checkout this runner runs from (so `runner run` works from any folder)."""
@@ -241,4 +287,5 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         retries=_int(merged.get("retries", 0), "--retries", 0),
         force=bool(merged.get("force")), only_failed=bool(merged.get("only_failed")),
         dry_run=bool(merged.get("dry_run")),
+        **_slurm(merged),
     )

@@ -45,11 +45,19 @@ class FailureClass(str, enum.Enum):
     BLOCKED = "blocked"  # an input of the job is missing
     CUDA_OOM = "cuda_oom"  # out of GPU memory (the command said so by its exit code)
     DISK_FULL = "disk_full"  # its logs or outputs could not be written: no space, or ulimit -f
+    # Endings only a cluster scheduler (SLURM) reports:
+    NODE_FAIL = "node_fail"  # the node failed (NODE_FAIL) or never booted (BOOT_FAIL)
+    PREEMPTED = "preempted"  # a higher-priority job took the resources
+    OUT_OF_MEMORY = "out_of_memory"  # the cluster killed it for using more than --mem
+    CANCELLED = "cancelled"  # cancelled outside the runner (scancel by hand, an administrator)
+    SLURM_UNKNOWN = "slurm_unknown"  # SLURM no longer knows the job and has no accounting record
 
     @property
     def retryable(self) -> bool:
         # A full disk stays full for the rest of the run; the next `run` relaunches the job.
-        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, FailureClass.DISK_FULL)
+        # A job someone cancelled by hand is not relaunched behind their back.
+        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, FailureClass.DISK_FULL,
+                            FailureClass.CANCELLED)
 
 
 @dataclass(frozen=True)

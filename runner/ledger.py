@@ -184,6 +184,13 @@ class RunningAttempt:
     pgid: int | None
     process_start: str | None
     token: str
+    started_at: str
+    backend: str  # 'local' or 'slurm'
+    slurm_job_id: str | None
+    number: int
+    stdout_log: Path
+    stderr_log: Path
+    argv: tuple[str, ...]
 
 
 class Ledger:
@@ -282,8 +289,9 @@ class Ledger:
                 "now": utc_now()})
 
     async def start_attempt(self, job_id: int, run_id: int, job: Job, argv: list[str],
-                            slot: str, device: str, gpu_uuid: str | None, token: str,
-                            log_paths: Callable[[int], tuple[Path, Path]]) -> tuple[int, int, Path, Path]:
+                            slot: str, device: str | None, gpu_uuid: str | None, token: str,
+                            log_paths: Callable[[int], tuple[Path, Path]],
+                            backend: str = "local") -> tuple[int, int, Path, Path]:
         """Write the attempt row (before anything is spawned); returns id, number and log paths."""
         async with self._transaction() as db:
             (number,) = await self._one(db, "next_attempt_number", {"job_id": job_id})
@@ -292,16 +300,25 @@ class Ledger:
                 "job_id": job_id, "run_id": run_id, "number": number, "token": token,
                 "argv": json.dumps(argv), "fingerprint": job.fingerprint, "slot": slot,
                 "device": device, "gpu_uuid": gpu_uuid, "started_at": utc_now(),
-                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log)})
+                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend})
             await db.execute(QUERIES["set_job_state"], {
                 "job_id": job_id, "state": JobState.RUNNING.value, "blocked_reason": None,
                 "now": utc_now()})
             return cursor.lastrowid, number, stdout_log, stderr_log
 
-    async def record_process(self, attempt_id: int, pid: int, pgid: int, process_start: str | None) -> None:
+    async def record_launch(self, attempt_id: int, fields: dict) -> None:
+        """What identifies the launched attempt (pid, pgid, process_start or slurm_job_id)."""
+        params = {"pid": None, "pgid": None, "process_start": None, "slurm_job_id": None}
+        params.update(fields)
         async with self._transaction() as db:
-            await db.execute(QUERIES["record_process"], {
-                "attempt_id": attempt_id, "pid": pid, "pgid": pgid, "process_start": process_start})
+            await db.execute(QUERIES["record_launch"], {"attempt_id": attempt_id, **params})
+
+    async def record_slurm_state(self, attempt_id: int, state: str, node: str | None,
+                                 exit: str | None = None) -> None:
+        async with self._transaction() as db:
+            await db.execute(QUERIES["record_slurm_state"], {
+                "attempt_id": attempt_id, "slurm_state": state, "slurm_node": node or None,
+                "slurm_exit": exit})
 
     async def finish_attempt(self, attempt_id: int, job_id: int, outcome: Outcome,
                              duration_s: float | None) -> None:
@@ -333,7 +350,10 @@ class Ledger:
             async with self._db.execute(QUERIES["running_attempts"]) as cursor:
                 rows = await cursor.fetchall()
         return [RunningAttempt(attempt_id=r[0], job_id=r[1], job_key=r[7], pid=r[2], pgid=r[3],
-                               process_start=r[4], token=r[5]) for r in rows]
+                               process_start=r[4], token=r[5], started_at=r[6], backend=r[8],
+                               slurm_job_id=r[9], number=r[10], stdout_log=Path(r[11]),
+                               stderr_log=Path(r[12]), argv=tuple(json.loads(r[13])))
+                for r in rows]
 
     async def run_results(self, run_id: int) -> list[dict]:
         async with self._lock:

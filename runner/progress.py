@@ -54,6 +54,13 @@ class Progress:
                 self.failed += 1
                 self._write(f"FAILED  {event.job.key}  attempt {event.attempt}: "
                             f"{outcome.failure_class.value} ({outcome.detail}); log {event.stderr_log}")
+        elif event.kind == "reattached":
+            self.running += 1
+            self._write(f"follow  {event.job.key}  attempt {event.attempt}: still running on SLURM")
+        elif event.kind == "left":
+            self.running -= 1
+            self._write(f"left    {event.job.key}  attempt {event.attempt} running on SLURM "
+                        "(--on-interrupt leave); the next run re-attaches")
         elif event.kind == "retrying":
             self.failed -= 1
             self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")

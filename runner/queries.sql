@@ -45,12 +45,20 @@ SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = :job_id;
 -- name: insert_attempt
 -- Written before the process is spawned.
 INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, slot, device,
-                      gpu_uuid, started_at, stdout_log, stderr_log)
+                      gpu_uuid, started_at, stdout_log, stderr_log, backend)
 VALUES (:job_id, :run_id, :number, 'running', :token, :argv, :fingerprint, :slot, :device,
-        :gpu_uuid, :started_at, :stdout_log, :stderr_log);
+        :gpu_uuid, :started_at, :stdout_log, :stderr_log, :backend);
 
--- name: record_process
-UPDATE attempts SET pid = :pid, pgid = :pgid, process_start = :process_start
+-- name: record_launch
+-- What identifies the launched attempt: its process (local) or its SLURM job id.
+UPDATE attempts SET pid = :pid, pgid = :pgid, process_start = :process_start,
+       slurm_job_id = :slurm_job_id
+WHERE attempt_id = :attempt_id;
+
+-- name: record_slurm_state
+-- What SLURM last said about an attempt's job; a state change is recorded as it is seen.
+UPDATE attempts SET slurm_state = :slurm_state, slurm_node = COALESCE(:slurm_node, slurm_node),
+       slurm_exit = COALESCE(:slurm_exit, slurm_exit)
 WHERE attempt_id = :attempt_id;
 
 -- name: supersede_success
@@ -70,7 +78,8 @@ WHERE attempt_id = :attempt_id AND state = 'running';
 
 -- name: running_attempts
 -- Attempts some runner left running: the candidates for reconciliation.
-SELECT a.attempt_id, a.job_id, a.pid, a.pgid, a.process_start, a.token, a.started_at, j.key
+SELECT a.attempt_id, a.job_id, a.pid, a.pgid, a.process_start, a.token, a.started_at, j.key,
+       a.backend, a.slurm_job_id, a.number, a.stdout_log, a.stderr_log, a.argv
 FROM attempts a JOIN jobs j USING (job_id)
 WHERE a.state = 'running'
 ORDER BY a.attempt_id;
@@ -91,7 +100,7 @@ ORDER BY j.plan_order;
 -- name: status_jobs
 -- One line per job for `runner status`.
 SELECT key, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
-       failure_class, detail, stdout_log, stderr_log
+       failure_class, detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
 FROM condition_grid;
 
 -- name: latest_run

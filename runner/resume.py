@@ -6,12 +6,15 @@ changed jobs run again; --force reruns everything, --only-failed only failed and
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from dataclasses import dataclass
 
+from runner.config import ConfigError
 from runner.executors.local import pids_with_token, process_start, signal_group, stop_pids
+from runner.executors.slurm import ClusterUnavailable
 from runner.jobs import FailureClass, Job, JobState, Outcome
-from runner.ledger import Ledger
+from runner.ledger import Ledger, RunningAttempt
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,36 @@ class Selection:
     blocked: list[Job]
 
 
-async def reconcile(ledger: Ledger, grace: float) -> list[str]:
-    """Attempts left `running` by a runner that died become interrupted; their processes die."""
-    notes = []
-    for attempt in await ledger.running_attempts():
+async def reconcile(ledger: Ledger, grace: float, executor=None) -> tuple[list[str], list[RunningAttempt]]:
+    """Local attempts left `running` by a runner that died become interrupted and their processes
+    die. SLURM attempts are not ours to kill: they are returned to be re-attached."""
+    notes: list[str] = []
+    reattach: list[RunningAttempt] = []
+    left = await ledger.running_attempts()
+    on_slurm = [a for a in left if a.backend == "slurm"]
+    if on_slurm and getattr(executor, "name", None) != "slurm":
+        ids = ", ".join(a.slurm_job_id or "?" for a in on_slurm)
+        raise ConfigError(f"{len(on_slurm)} attempts of this ledger may still run on SLURM (job ids {ids}); "
+                          "rerun with --backend slurm to re-attach to them, or scancel them first")
+    for attempt in on_slurm:
+        if attempt.slurm_job_id is None:  # the runner died while submitting: did sbatch succeed?
+            try:
+                handle = await executor.find(attempt.token)
+            except ClusterUnavailable as exc:
+                raise ClusterUnavailable(f"cannot tell whether {attempt.job_key} reached SLURM ({exc}); "
+                                         "run again when the cluster answers") from None
+            if handle is None:
+                await ledger.finish_attempt(attempt.attempt_id, attempt.job_id, Outcome(
+                    False, failure_class=FailureClass.INTERRUPTED,
+                    detail="the runner died while submitting this attempt; SLURM has no such job"), None)
+                notes.append(f"{attempt.job_key}: attempt never reached SLURM; now interrupted")
+                continue
+            await ledger.record_launch(attempt.attempt_id, handle.ledger_fields())
+            attempt = dataclasses.replace(attempt, slurm_job_id=handle.job_id)
+        reattach.append(attempt)
+    for attempt in left:
+        if attempt.backend == "slurm":
+            continue
         # The group is ours only if its leader is the very process we started (pid and start time).
         leader_ours = bool(attempt.pid and attempt.pgid and attempt.process_start
                            and process_start(attempt.pid) == attempt.process_start)
@@ -44,13 +73,16 @@ async def reconcile(ledger: Ledger, grace: float) -> list[str]:
                                     None)
         notes.append(f"{attempt.job_key}: attempt left running by an earlier runner is now interrupted"
                      + (" (its processes were killed)" if killed else ""))
-    return notes
+    return notes, reattach
 
 
 async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, JobState, str | None]],
-                 force: bool, only_failed: bool) -> Selection:
+                 force: bool, only_failed: bool, following: frozenset[str] = frozenset()) -> Selection:
+    """`following`: keys of jobs whose attempt still runs on the cluster (never launched twice)."""
     to_run, skipped, blocked = [], [], []
     for job in jobs:
+        if job.key in following:
+            continue
         job_id, state, success_fingerprint = rows[job.key]
         if job.blocked_reason:
             await ledger.set_job_state(job_id, JobState.BLOCKED, job.blocked_reason)

@@ -16,13 +16,16 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 
 from runner import faults
-from runner.executors.local import LaunchError, LaunchSpec, LocalExecutor
+from runner.executors import Ended, LaunchError, LaunchSpec
+from runner.executors.local import LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome
-from runner.ledger import Ledger
+from runner.ledger import Ledger, RunningAttempt
 from runner.results import classify_exit, disk_full_signal, no_space, read_metrics, split_status
-from runner.slots import Slot, SlotPool
+from runner.slots import Device, Slot, SlotPool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class Policy:
 class Event:
     """What the scheduler tells the user interface."""
 
-    kind: str  # 'started' | 'finished' | 'retrying'
+    kind: str  # 'started' | 'finished' | 'retrying' | 'reattached' | 'left'
     job: Job
     attempt: int
     slot: Slot
@@ -70,7 +73,7 @@ def log_paths(job: Job) -> Callable[[int], tuple]:
 class Scheduler:
     def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy,
                  on_event: Callable[[Event], None] = lambda e: None,
-                 executor: LocalExecutor | None = None) -> None:
+                 executor=None) -> None:  # LocalExecutor (default) or SlurmExecutor
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
         self.executor = executor or LocalExecutor()
         self.on_event = on_event
@@ -85,10 +88,17 @@ class Scheduler:
             self.stop_signal = signum
         self._stop.set()
 
-    async def run(self, work: list[tuple[Job, int]]) -> None:
+    async def run(self, work: list[tuple[Job, int]],
+                  reattach: list[tuple[Job, RunningAttempt]] = ()) -> None:
+        """Run `work`; first follow `reattach`: attempts an earlier runner left running on the
+        cluster (they hold a seat if one is free, beyond the cap otherwise)."""
         # (job, job_id, retries used, argv of the next attempt)
         queue = deque((job, job_id, 0, job.argv) for job, job_id in work)
         running: dict[asyncio.Task, tuple[Job, int, int, tuple[str, ...], Slot]] = {}
+        for job, attempt in reattach:
+            slot = self.pool.take() if self.pool.has_free() else Slot("reattached", Device(""))
+            task = asyncio.create_task(self._follow(job, attempt, slot))
+            running[task] = (job, attempt.job_id, 0, attempt.argv, slot)
         stop_waiter = asyncio.create_task(self._stop.wait())
         try:
             while queue or running:
@@ -102,9 +112,10 @@ class Scheduler:
                 done, _ = await asyncio.wait({*running, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
                 for task in done & running.keys():
                     job, job_id, tries, argv, slot = running.pop(task)
-                    self.pool.give_back(slot)
+                    if slot in self.pool.slots:
+                        self.pool.give_back(slot)
                     outcome = task.result()
-                    if outcome.succeeded or self._stop.is_set():
+                    if outcome is None or outcome.succeeded or self._stop.is_set():
                         continue
                     adapted = job.adapt_argv(argv, outcome.failure_class) if job.adapt_argv else None
                     if adapted is not None:
@@ -128,12 +139,12 @@ class Scheduler:
             return False
         return outcome.failure_class is not None and outcome.failure_class.retryable
 
-    async def _attempt(self, job: Job, job_id: int, argv: tuple[str, ...], slot: Slot) -> Outcome:
+    async def _attempt(self, job: Job, job_id: int, argv: tuple[str, ...], slot: Slot) -> Outcome | None:
         token = uuid.uuid4().hex
         argv = list(argv)
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
-            job_id, self.run_id, job, argv, slot.name, slot.device.visible_id, slot.device.uuid,
-            token, log_paths(job))
+            job_id, self.run_id, job, argv, slot.name, self.executor.device_label(slot.device.visible_id),
+            slot.device.uuid, token, log_paths(job), self.executor.name)
         faults.pause_point("attempt_row")
         self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
         started = time.monotonic()
@@ -141,28 +152,57 @@ class Scheduler:
         try:
             handle = await self.executor.launch(LaunchSpec(
                 tuple(argv), job.cwd, child_environment(job, slot, token, self.threads_per_job),
-                stdout_log, stderr_log))
+                stdout_log, stderr_log, token))
         except LaunchError as exc:
             failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
             outcome = Outcome(False, failure_class=failure, detail=str(exc))
         else:
-            try:
-                faults.pause_point("spawned")
-                await self.ledger.record_process(attempt_id, handle.pid, handle.pgid, handle.process_start)
-                outcome = await self._wait(job, handle, launched_ns)
-            except BaseException:
-                # The runner is going down (an error or cancellation): take the child with it.
-                await asyncio.shield(self.executor.terminate(handle, self.policy.grace))
-                raise
-        duration = round(time.monotonic() - started, 3)
+            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns, (stdout_log, stderr_log),
+                                                record=True)
+        return await self._finish(job, job_id, attempt_id, number, slot, outcome,
+                                  round(time.monotonic() - started, 3), stderr_log)
+
+    async def _follow(self, job: Job, attempt: RunningAttempt, slot: Slot) -> Outcome | None:
+        """Wait for an attempt an earlier runner launched on the cluster."""
+        self.on_event(Event("reattached", job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
+        launched = datetime.fromisoformat(attempt.started_at)
+        handle = self.executor.attach(attempt.slurm_job_id)
+        outcome = await self._follow_handle(job, handle, attempt.attempt_id, int(launched.timestamp() * 1e9),
+                                            (attempt.stdout_log, attempt.stderr_log), record=False)
+        duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
+        return await self._finish(job, attempt.job_id, attempt.attempt_id, attempt.number, slot,
+                                  outcome, duration, attempt.stderr_log)
+
+    async def _finish(self, job: Job, job_id: int, attempt_id: int, number: int, slot: Slot,
+                      outcome: Outcome | None, duration: float | None, stderr_log) -> Outcome | None:
+        if outcome is None:  # left running on the cluster for a later runner
+            self.on_event(Event("left", job, number, slot, stderr_log=str(stderr_log)))
+            return None
         faults.pause_point("exited")
         # Shielded: the result of a finished child is recorded even if we are being cancelled.
         await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
         self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
         return outcome
 
-    async def _wait(self, job: Job, handle, launched_ns: int) -> Outcome:
-        exit_task = asyncio.create_task(self.executor.wait(handle))
+    async def _follow_handle(self, job: Job, handle, attempt_id: int, launched_ns: int,
+                             logs: tuple[Path, Path], record: bool) -> Outcome | None:
+        try:
+            if record:  # what identifies it: its process, or its SLURM job id
+                faults.pause_point("spawned")
+                await self.ledger.record_launch(attempt_id, handle.ledger_fields())
+            return await self._wait(job, handle, attempt_id, launched_ns, logs)
+        except BaseException:
+            # The runner is going down (an error or cancellation): take the child with it,
+            # unless the executor was told to leave cluster jobs running.
+            await asyncio.shield(self.executor.interrupt(handle, self.policy.grace))
+            raise
+
+    async def _wait(self, job: Job, handle, attempt_id: int, launched_ns: int,
+                    logs: tuple[Path, Path]) -> Outcome | None:
+        async def report(status) -> None:  # what the cluster says, recorded as it is seen
+            await self.ledger.record_slurm_state(attempt_id, status.state, status.node, status.exit)
+
+        exit_task = asyncio.create_task(self.executor.wait(handle, report))
         stop_task = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({exit_task, stop_task}, timeout=self.policy.timeout,
@@ -170,19 +210,27 @@ class Scheduler:
         finally:
             stop_task.cancel()
         if exit_task in done:
-            returncode = exit_task.result()
+            ended = exit_task.result()
             if await self.executor.clean_up(handle, self.policy.grace):
                 log.warning("%s: killed processes its command left running", job.key)
-            return self._judge(job, returncode, launched_ns, handle)
+            return self._judge(job, ended, launched_ns, logs)
         exit_task.cancel()
-        code, sig = split_status(await self.executor.terminate(handle, self.policy.grace))
         if self._stop.is_set():
+            ended = await self.executor.interrupt(handle, self.policy.grace)
+            if ended is None:
+                return None
             failure, detail = FailureClass.INTERRUPTED, f"the runner was stopped by signal {self.stop_signal}"
         else:
+            ended = await self.executor.terminate(handle, self.policy.grace)
             failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
+        code, sig = split_status(ended.status) if ended.status is not None else (None, None)
         return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
-    def _judge(self, job: Job, returncode: int, launched_ns: int, handle) -> Outcome:
+    def _judge(self, job: Job, ended: Ended, launched_ns: int, logs: tuple[Path, Path]) -> Outcome:
+        returncode = ended.status
+        if ended.failure is not None:
+            code, sig = split_status(returncode) if returncode is not None else (None, None)
+            return Outcome(False, exit_code=code, signal=sig, failure_class=ended.failure, detail=ended.detail)
         if returncode != 0:
             failure, code, sig = classify_exit(returncode, job.exit_classes)
             detail = f"killed by signal {sig}" if sig else f"exit code {code}"
@@ -193,7 +241,7 @@ class Scheduler:
             failure, code, sig, detail = FailureClass.NO_METRICS, 0, None, problem
         if failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.NO_METRICS):
             # A command that could not write its logs or outputs fails for that reason.
-            space = no_space(handle.logs, (handle.logs[0].parent, job.output_dir))
+            space = no_space(logs, (logs[0].parent, job.output_dir))
             if space or disk_full_signal(sig):
                 failure = FailureClass.DISK_FULL
                 detail = f"{space or 'file-size limit exceeded (SIGXFSZ)'}; {detail}"

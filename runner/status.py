@@ -55,6 +55,10 @@ def render(snap: dict) -> str:
             outcome = job["failure_class"] or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
             log = job["stderr_log"] or ""
         device = "-" if job["device"] is None else (job["device"] or "cpu")
+        if job.get("backend") == "slurm":  # SLURM picked the GPU: show the node and the job
+            device = job["slurm_node"] or "-"
+            if job["state"] == "running":
+                outcome = f"{job['slurm_state'] or 'submitted'} {job['slurm_job_id'] or ''}".strip()
         lines.append(f"{job['key']:<26} {job['state']:<11} {job['latest_attempt'] or '-':>3} "
                      f"{device:<8} {_duration(job['duration_s']):>8}  {outcome:<14} {log}")
     totals = ", ".join(f"{n} {state}" for state, n in sorted(snap["totals"].items()))

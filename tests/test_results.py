@@ -92,6 +92,6 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path, monkeypatch, study):
     conn.close()
     assert run_runner(study, *ONE, "--ledger", str(path)).returncode == 0
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(ledger_module.MIGRATIONS)
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 2  # the old row survived
     assert conn.execute("SELECT COUNT(*) FROM study_metrics").fetchone()[0] == 12

@@ -15,24 +15,9 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.executors import Ended, LaunchError, LaunchSpec
+
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
-
-
-class LaunchError(Exception):
-    """The command could not be started."""
-
-    def __init__(self, message: str, error: int | None = None) -> None:
-        super().__init__(message)
-        self.no_space = error in (errno.ENOSPC, errno.EDQUOT)
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    argv: tuple[str, ...]
-    cwd: Path
-    env: dict[str, str]
-    stdout_log: Path
-    stderr_log: Path
 
 
 @dataclass
@@ -42,7 +27,9 @@ class Handle:
     process_start: str | None
     process: asyncio.subprocess.Process
     token: str | None = None  # RUNNER_ATTEMPT_TOKEN of the attempt, inherited by its descendants
-    logs: tuple[Path, ...] = ()  # stdout and stderr log files
+
+    def ledger_fields(self) -> dict:
+        return {"pid": self.pid, "pgid": self.pgid, "process_start": self.process_start}
 
 
 def boot_id() -> str:
@@ -126,6 +113,11 @@ def open_log(path: Path) -> int:
 class LocalExecutor:
     """Runs attempts as child processes of this runner."""
 
+    name = "local"
+
+    def device_label(self, device: str) -> str | None:
+        return device  # the CUDA_VISIBLE_DEVICES this runner gives the child
+
     async def launch(self, spec: LaunchSpec) -> Handle:
         try:
             out_fd = open_log(spec.stdout_log)
@@ -146,20 +138,16 @@ class LocalExecutor:
             os.close(out_fd)
             os.close(err_fd)
         # start_new_session: the child leads a new session and group whose id is its pid.
-        return Handle(process.pid, process.pid, process_start(process.pid), process,
-                      spec.env.get("RUNNER_ATTEMPT_TOKEN"), (spec.stdout_log, spec.stderr_log))
+        return Handle(process.pid, process.pid, process_start(process.pid), process, spec.token or None)
 
-    async def wait(self, handle: Handle, timeout: float | None = None) -> int | None:
-        """The exit status (negative: killed by that signal), or None when `timeout` passed."""
-        try:
-            return await asyncio.wait_for(asyncio.shield(handle.process.wait()), timeout)
-        except asyncio.TimeoutError:
-            return None
+    async def wait(self, handle: Handle, report=None) -> Ended:
+        """The exit status (negative: killed by that signal)."""
+        return Ended(await asyncio.shield(handle.process.wait()))
 
     def is_alive(self, handle: Handle) -> bool:
         return handle.process.returncode is None
 
-    async def terminate(self, handle: Handle, grace: float) -> int:
+    async def terminate(self, handle: Handle, grace: float) -> Ended:
         """SIGTERM the whole group, SIGKILL what is left after `grace` seconds; reap the child."""
         signal_group(handle.pgid, signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace
@@ -170,7 +158,11 @@ class LocalExecutor:
         signal_group(handle.pgid, signal.SIGKILL)
         status = await handle.process.wait()
         await self._stop_escaped(handle, grace)
-        return status
+        return Ended(status)
+
+    async def interrupt(self, handle: Handle, grace: float) -> Ended:
+        """The runner is stopping: a local child cannot outlive it usefully, so it stops too."""
+        return await self.terminate(handle, grace)
 
     async def clean_up(self, handle: Handle, grace: float) -> bool:
         """After the leader exited: stop anything it left running, in its group or escaped from
