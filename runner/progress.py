@@ -12,9 +12,10 @@ from runner.scheduler import Event
 
 
 class Progress:
-    def __init__(self, total: int, stream: TextIO = sys.stdout) -> None:
-        self.total, self.stream = total, stream
-        self.tty = stream.isatty()
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        # sys.stdout is looked up now, not at import: it may have been replaced since.
+        self.total, self.stream = total, stream or sys.stdout
+        self.tty = self.stream.isatty()
         self.done = self.failed = self.running = 0
         self.started = time.monotonic()
 
