@@ -3,43 +3,41 @@ turns user errors into one `runner: error: ...` line and an exit code.
 
 Exit codes of `run`: 0 every planned job has succeeded (now or in an earlier run); 1 some job
 failed, was interrupted or is blocked; 2 bad input, nothing launched; 128+N stopped by signal N.
+
+Each command imports what it needs when it runs: `status` must start in a few tens of
+milliseconds and never loads asyncio or the planner.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import os
-import shlex
-import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from runner import __version__, manifest, report, status
-from runner.config import ConfigError, Settings, build_settings
-from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, probe
-from runner.mounts import network_filesystem_warning
-from runner.lock import LockError, RunnerLock
-from runner.progress import Progress
-from runner.resume import reconcile, select
-from runner.scheduler import Policy, Scheduler
-from runner.executors.local import LocalExecutor
-from runner.executors.slurm import ClusterUnavailable, SlurmExecutor, SlurmOptions
-from runner.slots import Device, Slot, SlotError, SlotPool, build_slots, parse_gpus
-from runner.study import PlanError, check_compare_command, plan
+from runner import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from runner.config import Settings
+    from runner.jobs import Job
+
 
 class UsageError(Exception):
     pass
 
 
-USER_ERRORS = (UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError, ClusterUnavailable)
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that carry a message for the user (evaluated only when one is raised)."""
+    from runner.config import ConfigError
+    from runner.executors.slurm import ClusterUnavailable
+    from runner.ledger import LedgerError
+    from runner.lock import LockError
+    from runner.slots import SlotError
+    from runner.study import PlanError
+    return UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError, ClusterUnavailable
 
 
 class Parser(argparse.ArgumentParser):
@@ -68,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--force", action="store_true", help="rerun jobs that already succeeded")
     pick.add_argument("--only-failed", action="store_true", help="rerun only failed or interrupted jobs")
     pick.add_argument("--dry-run", action="store_true", help="write the plan and print commands; launch nothing")
+    pick.add_argument("--order", choices=("longest-first", "plan"),
+                      help="launch order: longest-first (default; by the durations of earlier "
+                           "successes, never-run jobs first) or the study's plan order")
     cmd = run.add_argument_group("the compare command")
     cmd.add_argument("--compare-cmd", help="command prefix, split like a shell would "
                                            "(default: python -m scripts.compare_models)")
@@ -76,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--test-data", action="append",
                      help="phase_c or phase_d, or VIEW=SOURCE: where each view's test NPZ comes from")
     cmd.add_argument("--checkpoint-name", help="model file that must exist in each model folder")
+    cmd.add_argument("--success", choices=("metrics", "exit-code"),
+                     help="what proves an attempt succeeded: exit 0 and a complete "
+                          "comparison_metrics.csv (metrics, the default) or exit 0 alone (exit-code)")
     res = run.add_argument_group("resources")
     res.add_argument("--gpus", help="auto (default), none, or a list of indices / GPU UUIDs")
     res.add_argument("--jobs-per-gpu", type=int, help="concurrent jobs per GPU (default 1)")
@@ -111,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    from runner.config import build_settings
+
     cli = {key: value for key, value in vars(args).items() if key != "command"}
     cli["compare_args"] = cli.pop("compare_arg")
     cli["sbatch_args"] = cli.pop("sbatch_arg")
@@ -119,6 +125,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def git_commit(folder: Path) -> str | None:
     """HEAD of the checkout holding the compare script, '+dirty' when it has local changes."""
+    import subprocess
+
     try:
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -145,11 +153,24 @@ def ensure_writable(folder: Path) -> None:
         probe.touch()
         probe.unlink()
     except OSError as exc:
+        from runner.config import ConfigError
         raise ConfigError(f"artifact root {folder} cannot be written ({exc.strerror}); "
                           "choose another --artifact-root") from None
 
 
 def command_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import shlex
+    import shutil
+
+    from runner import manifest
+    from runner.config import ConfigError
+    from runner.ledger import probe
+    from runner.lock import RunnerLock
+    from runner.mounts import network_filesystem_warning
+    from runner.slots import Device, Slot, build_slots, parse_gpus
+    from runner.study import check_compare_command, plan
+
     # Everything this run creates (ledger, logs, manifests, the folders holding them, and, through
     # the inherited umask, the commands' outputs) is readable by the user only.
     os.umask(0o077)
@@ -185,13 +206,29 @@ def command_run(args: argparse.Namespace) -> int:
 
 def make_executor(settings: Settings):
     if settings.backend == "slurm":
+        from runner.executors.slurm import SlurmExecutor, SlurmOptions
+
         return SlurmExecutor(SlurmOptions(
             settings.partition, settings.time, settings.account, settings.cpus_per_task, settings.mem,
             settings.sbatch_args, settings.on_interrupt))
+    from runner.executors.local import LocalExecutor
+
     return LocalExecutor()
 
 
 async def drive(settings: Settings, jobs: list[Job], slots) -> int:
+    import asyncio
+    import getpass
+    import signal
+    import socket
+
+    from runner import manifest
+    from runner.ledger import Ledger
+    from runner.progress import Progress
+    from runner.resume import reconcile, select
+    from runner.scheduler import Policy, Scheduler, longest_first
+    from runner.slots import SlotPool
+
     ledger = await Ledger.open(settings.ledger)
     progress = Progress(total=0)
     executor = make_executor(settings)
@@ -222,6 +259,9 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
                          + f"; ledger {settings.ledger}")
         for job in selection.blocked:
             progress.message(f"blocked {job.key}: {job.blocked_reason}")
+        work = selection.to_run
+        if settings.order == "longest-first" and len(work) > 1:
+            work = longest_first(work, await ledger.expected_durations())
         scheduler = Scheduler(ledger, SlotPool(slots), run_id,
                               Policy(settings.timeout, settings.grace, settings.retries), progress,
                               executor)
@@ -230,7 +270,7 @@ async def drive(settings: Settings, jobs: list[Job], slots) -> int:
             loop.add_signal_handler(sig, scheduler.request_stop, sig)
         ticker = asyncio.create_task(progress.tick())
         try:
-            await scheduler.run(selection.to_run, reattach)
+            await scheduler.run(work, reattach)
         finally:
             ticker.cancel()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -266,6 +306,8 @@ def ledger_from_args(args: argparse.Namespace) -> Path:
 
 
 def command_report(args: argparse.Namespace) -> int:
+    from runner import report
+
     ledger = ledger_from_args(args)
     out = Path(args.out).expanduser().resolve() if args.out else ledger.parent / "report"
     ensure_writable(out)
@@ -288,16 +330,20 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_status(args: argparse.Namespace) -> int:
+    from runner import status
+
     ledger = ledger_from_args(args)
-    show = status.as_json if args.json else status.render
+
+    def show(ledger: Path) -> str:
+        return status.as_json(ledger) if args.json else status.render(status.snapshot(ledger))
     if args.watch is None:
-        print(show(status.snapshot(ledger)))
+        print(show(ledger))
         return 0
     if args.watch <= 0:
         raise UsageError("--watch needs a positive number of seconds")
     try:
         while True:
-            text = show(status.snapshot(ledger))
+            text = show(ledger)
             if sys.stdout.isatty():
                 sys.stdout.write("\x1b[H\x1b[2J")
             print(text, flush=True)
@@ -314,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return command_report(args)
         return command_status(args)
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:  # e.g. the ledger's disk filled up during a run

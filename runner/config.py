@@ -19,6 +19,12 @@ ON_INTERRUPT = ("cancel", "leave")
 # sbatch options the runner sets itself on every submission.
 OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
                       "--wrap", "--parsable", "--open-mode"}
+# How an attempt proves success: exit 0 and a complete metrics file (the default), or exit 0 alone
+# (for commands that write no metrics, e.g. when benchmarking the runner itself).
+SUCCESS_RULES = ("metrics", "exit-code")
+# Launch order: longest expected duration first (from the ledger's earlier successes), or the
+# study's plan order.
+ORDERS = ("longest-first", "plan")
 DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
 
 
@@ -48,6 +54,8 @@ class Settings:
     timeout: float | None = None
     grace: float = 10.0
     retries: int = 0
+    success: str = "metrics"
+    order: str = "longest-first"
     force: bool = False
     only_failed: bool = False
     dry_run: bool = False
@@ -84,6 +92,11 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
     "checkpoint_name": (_TEXT, "a file name"),
     "gpus": ((str, int), "a string such as \"auto\" or \"0,1\""),
+    **{key: (_TEXT, "one of " + ", ".join(choices)) for key, choices in (
+        ("success", SUCCESS_RULES), ("order", ORDERS), ("backend", BACKENDS), ("on_interrupt", ON_INTERRUPT))},
+    **{key: ((str, int), "a word or a number") for key in ("partition", "time", "account", "mem")},
+    "cpus_per_task": ((int,), "an integer"),
+    **{key: ((str, list), "a string or a list of strings") for key in ("sbatch_args", "sbatch_arg")},
 }
 
 
@@ -264,6 +277,12 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
     if not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigError(f"--grace must be a number of seconds >= 0, got {grace!r}")
     max_parallel = merged.get("max_parallel")
+    success = merged.get("success", "metrics")
+    if success not in SUCCESS_RULES:
+        raise ConfigError(f"--success {success!r} is not one of {', '.join(SUCCESS_RULES)}")
+    order = merged.get("order", "longest-first")
+    if order not in ORDERS:
+        raise ConfigError(f"--order {order!r} is not one of {', '.join(ORDERS)}")
     if merged.get("force") and merged.get("only_failed"):
         raise ConfigError("--force and --only-failed contradict each other; give one")
     ledger = merged.get("ledger")
@@ -285,6 +304,7 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         timeout=float(timeout) if timeout is not None else None,
         grace=float(grace),
         retries=_int(merged.get("retries", 0), "--retries", 0),
+        success=success, order=order,
         force=bool(merged.get("force")), only_failed=bool(merged.get("only_failed")),
         dry_run=bool(merged.get("dry_run")),
         **_slurm(merged),

@@ -76,7 +76,7 @@ class Job:
     argv: tuple[str, ...]
     cwd: Path
     output_dir: Path  # logs go in output_dir/logs
-    check: MetricsCheck
+    check: MetricsCheck | None  # None: exit 0 alone proves success
     fingerprint: str = ""  # hash of argv + inputs; a changed fingerprint reruns a succeeded job
     env: tuple[tuple[str, str], ...] = ()
     condition: dict[str, object] = field(default_factory=dict)  # columns for the ledger
@@ -99,3 +99,23 @@ class Outcome:
     signal: int | None = None
     failure_class: FailureClass | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RunningAttempt:
+    """An attempt the ledger says is running: what reconciliation needs to find its process."""
+
+    attempt_id: int
+    job_id: int
+    job_key: str
+    pid: int | None
+    pgid: int | None
+    process_start: str | None
+    token: str
+    started_at: str
+    backend: str  # 'local' or 'slurm'
+    slurm_job_id: str | None
+    number: int
+    stdout_log: Path
+    stderr_log: Path
+    argv: tuple[str, ...]

@@ -1,29 +1,39 @@
 """The ledger: the only module that talks to SQLite (queries live in queries.sql and migrations/).
 
-One writer connection (aiosqlite) owned by the scheduler; every write is one `BEGIN IMMEDIATE`
-transaction, rolled back on any error, cancellation included. Readers (`status`, `report`, the
-user's sqlite3 shell) open their own connections with `connect_reader`.
+One writer connection, owned by the scheduler and used by one thread only (the discipline of
+aiosqlite: one queue, one thread). Every write is a `BEGIN IMMEDIATE` transaction rolled back on
+any error. Writes that arrive while a commit is in flight are committed together by the next
+transaction, each inside its own savepoint (group commit): one thread hop and one fsync serve many
+events, and each event stays all-or-nothing. Readers (`status`, `report`, the user's sqlite3 shell)
+open their own connections with `connect_reader`.
+
+`runner status` imports this module and must start in a few tens of milliseconds: asyncio and the
+writer's vocabulary (runner.jobs, with dataclasses and enums) are imported by the writer's methods.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
+import queue
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import resources
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
-import aiosqlite
-
 from runner import faults
-from runner.jobs import AttemptState, FailureClass, Job, JobState, Outcome
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Callable, Iterable
+    from typing import Any, TypeVar
+
+    from runner.jobs import Job, JobState, Outcome, RunningAttempt
+
+    T = TypeVar("T")
+    Op = Callable[[sqlite3.Connection], Any]
 
 APPLICATION_ID = 1347705170  # 'PTYR', set by migration 0001
 BUSY_TIMEOUT_MS = 30_000
@@ -35,21 +45,28 @@ class LedgerError(Exception):
 
 
 def utc_now() -> str:
+    from datetime import datetime, timezone
+
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# The SQL files sit beside this module, in the package (an installed wheel carries them). Read
+# by path rather than through importlib.resources, whose import alone costs `status` 8 ms.
+PACKAGE = Path(__file__).resolve().parent
 
 
 def load_queries() -> dict[str, str]:
     """Split queries.sql into {name: sql} on its `-- name: x` headers."""
-    text = resources.files("runner").joinpath("queries.sql").read_text()
+    text = (PACKAGE / "queries.sql").read_text()
     parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2])}
 
 
 def load_migrations() -> list[tuple[int, str]]:
     """Numbered migration scripts (NNNN_name.sql), in order."""
-    folder = resources.files("runner").joinpath("migrations")
+    folder = PACKAGE / "migrations"
     found = sorted(f.name for f in folder.iterdir() if re.match(r"^\d{4}_\w+\.sql$", f.name))
-    migrations = [(int(name[:4]), folder.joinpath(name).read_text()) for name in found]
+    migrations = [(int(name[:4]), (folder / name).read_text()) for name in found]
     if [n for n, _ in migrations] != list(range(1, len(migrations) + 1)):
         raise RuntimeError(f"migrations are not numbered 1..n: {found}")
     return migrations
@@ -173,33 +190,84 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-@dataclass(frozen=True)
-class RunningAttempt:
-    """An attempt the ledger says is running: what reconciliation needs to find its process."""
+def _commit(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
+    """Run `ops` in one BEGIN IMMEDIATE transaction, each in a savepoint of its own: an op that
+    raises is rolled back alone and gets its exception; a failed COMMIT fails them all."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results: list[tuple[bool, Any]] = []
+        for op in ops:
+            conn.execute("SAVEPOINT op")
+            try:
+                results.append((True, op(conn)))
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                results.append((False, exc))
+            conn.execute("RELEASE op")
+        conn.execute("COMMIT")
+        return results
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
-    attempt_id: int
-    job_id: int
-    job_key: str
-    pid: int | None
-    pgid: int | None
-    process_start: str | None
-    token: str
-    started_at: str
-    backend: str  # 'local' or 'slurm'
-    slurm_job_id: str | None
-    number: int
-    stdout_log: Path
-    stderr_log: Path
-    argv: tuple[str, ...]
+
+def _writer_thread(path: Path, requests: queue.SimpleQueue, loop: asyncio.AbstractEventLoop,
+                   opened: asyncio.Future) -> None:
+    """The only thread that touches the writer connection: it commits one batch per request."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=True)
+        # WAL; synchronous is FULL (fsync at commit) for a batch holding a durable event and
+        # NORMAL (no fsync; durable at the next FULL commit) otherwise: see Ledger.
+        for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON",
+                       f"busy_timeout = {BUSY_TIMEOUT_MS}"):
+            conn.execute(f"PRAGMA {pragma}")
+    except BaseException as exc:
+        loop.call_soon_threadsafe(lambda e=exc: opened.done() or opened.set_exception(e))
+        return
+    loop.call_soon_threadsafe(lambda: opened.done() or opened.set_result(None))
+    synchronous = "FULL"
+    try:
+        while (request := requests.get()) is not None:
+            ops, durable, done = request
+            try:
+                if synchronous != ("FULL" if durable else "NORMAL"):
+                    synchronous = "FULL" if durable else "NORMAL"
+                    conn.execute(f"PRAGMA synchronous = {synchronous}")
+                outcome: tuple[bool, Any] = (True, _commit(conn, ops))
+            except BaseException as exc:
+                outcome = (False, exc)
+            loop.call_soon_threadsafe(lambda d=done, o=outcome: d.done() or d.set_result(o))
+    finally:
+        conn.close()
+
+
+def _statement(name: str, params: dict) -> Op:
+    """An op that runs one named query and returns nothing."""
+    def op(db: sqlite3.Connection) -> None:
+        db.execute(QUERIES[name], params)
+    return op
 
 
 class Ledger:
-    """The single writer. Every method is one transaction."""
+    """The single writer. Every method is one all-or-nothing event; see the module docstring.
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
+    Durability: an attempt's end (its outcome and metrics) and every run-level change are
+    fsynced before they count as recorded (synchronous=FULL). An attempt's start and pid rows
+    are committed before the process is spawned (other connections see them, and they survive
+    the runner being killed) but reach the disk with the next fsync, at the latest when some
+    attempt ends: a power loss can lose them, and with them only the news of a start whose
+    process the power loss has ended anyway. This keeps an fsync out of the path of every
+    launch."""
+
+    def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
+                 requests: queue.SimpleQueue) -> None:
         self.path = path
-        self._lock = asyncio.Lock()
+        self._loop, self._thread, self._requests = loop, thread, requests
+        self._pending: list[tuple[Op, bool, asyncio.Future]] = []
+        self._flusher: asyncio.Task | None = None
+        self.commits = 0  # transactions so far (group commit makes this far less than the events)
         # The first write that failed for a reason outside the runner (locked past the busy
         # timeout, disk full, I/O error): the run is stopping, so later writes fail at once
         # instead of each waiting out the busy timeout again.
@@ -207,156 +275,213 @@ class Ledger:
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
+        import asyncio  # here, not at the top: see the module docstring
+
         prepare(path)
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        loop = asyncio.get_running_loop()
+        requests: queue.SimpleQueue = queue.SimpleQueue()
+        opened = loop.create_future()
+        thread = threading.Thread(target=_writer_thread, args=(path, requests, loop, opened),
+                                  name="ledger-writer", daemon=True)
+        thread.start()
         try:
-            # FULL: a commit recorded as "succeeded" survives a power loss too (few commits/s).
-            for pragma in ("journal_mode = WAL", "synchronous = FULL", "foreign_keys = ON",
-                           f"busy_timeout = {BUSY_TIMEOUT_MS}"):
-                await db.execute(f"PRAGMA {pragma}")
-        except BaseException:
-            await db.close()
-            raise
-        return cls(db, path)
+            await opened
+        except sqlite3.Error as exc:
+            thread.join()
+            raise _sqlite_error(path, exc) from None
+        return cls(path, loop, thread, requests)
 
     async def close(self) -> None:
-        await self._db.close()
+        """Commit what is pending, then close the connection and end the writer thread."""
+        if self._flusher is not None:
+            await self._flusher
+        self._requests.put(None)
+        await self._loop.run_in_executor(None, self._thread.join)
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            if self._failed:
-                raise self._failed
-            try:
-                await self._db.execute("BEGIN IMMEDIATE")
+    def _submit(self, op: Callable[[sqlite3.Connection], T], durable: bool = True) -> asyncio.Future[T]:
+        """Queue `op` for the next transaction, now, in call order; the future resolves once
+        that transaction has committed (and, when `durable`, reached the disk). A queued op is
+        committed even if its future is cancelled."""
+        future = self._loop.create_future()
+        if self._failed is not None:
+            future.set_exception(self._failed)
+            return future
+        self._pending.append((op, durable, future))
+        if self._flusher is None:
+            self._flusher = self._loop.create_task(self._flush())
+        return future
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(op)
+
+    async def _flush(self) -> None:
+        """Commit batches until nothing is pending. A batch holds every op submitted while the
+        previous batch was being committed."""
+        import asyncio
+
+        try:
+            while self._pending:
+                # Every queued event commits, even when its waiter was cancelled meanwhile (the
+                # scheduler need not shield the record of a finished attempt).
+                batch, self._pending = self._pending, []
+                done = self._loop.create_future()
+                self._requests.put(([op for op, _, _ in batch], any(d for _, d, _ in batch), done))
                 try:
-                    yield self._db
-                    await self._db.execute("COMMIT")
+                    # Shielded: once handed to the thread, the batch commits or rolls back there.
+                    committed, results = await asyncio.shield(done)
                 except BaseException:
-                    # Shielded: a cancelled task must not leave the connection inside a transaction.
-                    if self._db.in_transaction:
-                        await asyncio.shield(self._db.execute("ROLLBACK"))
+                    for _, _, future in batch + self._pending:
+                        future.cancel()
                     raise
-            except sqlite3.OperationalError as exc:
-                self._failed = exc
-                raise
-
-    async def _one(self, db: aiosqlite.Connection, name: str, params: dict) -> tuple | None:
-        async with db.execute(QUERIES[name], params) as cursor:
-            return await cursor.fetchone()
+                self.commits += 1
+                for index, (_, _, future) in enumerate(batch):
+                    if future.done():
+                        continue
+                    ok, value = results[index] if committed else (False, results)
+                    if isinstance(value, sqlite3.OperationalError):
+                        self._failed = self._failed or value
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flusher = None
 
     async def begin_run(self, host: str, user: str, pid: int, argv: list[str], version: str,
                         git_commit: str | None, slots: list[dict]) -> int:
-        async with self._transaction() as db:
-            cursor = await db.execute(QUERIES["insert_run"], {
+        def op(db: sqlite3.Connection) -> int:
+            run_id = db.execute(QUERIES["insert_run"], {
                 "started_at": utc_now(), "host": host, "user": user, "pid": pid,
                 "argv": json.dumps(argv), "runner_version": version, "git_commit": git_commit,
-                "slots": json.dumps(slots)})
-            run_id = cursor.lastrowid
-            await db.execute(QUERIES["mark_unfinished_runs_crashed"], {"run_id": run_id})
+                "slots": json.dumps(slots)}).lastrowid
+            db.execute(QUERIES["mark_unfinished_runs_crashed"], {"run_id": run_id})
             return run_id
+        return await self._write(op)
 
     async def end_run(self, run_id: int, outcome: str) -> None:
-        async with self._transaction() as db:
-            await db.execute(QUERIES["end_run"],
-                             {"run_id": run_id, "ended_at": utc_now(), "outcome": outcome})
+        await self._write(_statement("end_run", {
+            "run_id": run_id, "ended_at": utc_now(), "outcome": outcome}))
 
     async def sync_jobs(self, jobs: Iterable[Job], run_id: int) -> dict[str, tuple[int, JobState, str | None]]:
         """Record the plan; return per job key: (job_id, state, fingerprint of its success)."""
-        rows: dict[str, tuple[int, JobState, str | None]] = {}
-        async with self._transaction() as db:
-            for order, job in enumerate(jobs):
-                meta = job.metadata
-                job_id, state = await self._one(db, "upsert_job", {
-                    "key": job.key, "plan_order": order,
-                    "dose": job.condition.get("dose"), "view": job.condition.get("view"),
-                    "split": job.condition.get("split"), "argv": json.dumps(list(job.argv)),
-                    "cwd": str(job.cwd), "output_dir": str(job.output_dir),
-                    "fingerprint": job.fingerprint,
-                    "selection_strategy": meta.get("selection_strategy"),
-                    "acceptance_rate": meta.get("acceptance_rate"),
-                    "spacing_threshold": meta.get("spacing_threshold"),
-                    "n_accepted": meta.get("n_accepted"), "n_rejected": meta.get("n_rejected"),
-                    "run_id": run_id, "now": utc_now()})
-                success = await self._one(db, "succeeded_fingerprint", {"job_id": job_id})
-                rows[job.key] = (job_id, JobState(state), success[0] if success else None)
-        return rows
+        now = utc_now()
+        params = [{
+            "key": job.key, "plan_order": order,
+            "dose": job.condition.get("dose"), "view": job.condition.get("view"),
+            "split": job.condition.get("split"), "argv": json.dumps(list(job.argv)),
+            "cwd": str(job.cwd), "output_dir": str(job.output_dir), "fingerprint": job.fingerprint,
+            "selection_strategy": job.metadata.get("selection_strategy"),
+            "acceptance_rate": job.metadata.get("acceptance_rate"),
+            "spacing_threshold": job.metadata.get("spacing_threshold"),
+            "n_accepted": job.metadata.get("n_accepted"), "n_rejected": job.metadata.get("n_rejected"),
+            "run_id": run_id, "now": now} for order, job in enumerate(jobs)]
+
+        from runner.jobs import JobState
+
+        def op(db: sqlite3.Connection) -> dict[str, tuple[int, JobState, str | None]]:
+            db.executemany(QUERIES["upsert_job"], params)
+            return {key: (job_id, JobState(state), success)
+                    for key, job_id, state, success in db.execute(QUERIES["planned_jobs"], {"run_id": run_id})}
+        return await self._write(op)
+
+    async def set_job_states(self, changes: list[tuple[int, JobState, str | None]]) -> None:
+        """Move many jobs at once: (job_id, state, blocked reason)."""
+        now = utc_now()
+        params = [{"job_id": job_id, "state": state.value, "blocked_reason": reason, "now": now}
+                  for job_id, state, reason in changes]
+        if params:
+            await self._write(lambda db: db.executemany(QUERIES["set_job_state"], params))
 
     async def set_job_state(self, job_id: int, state: JobState, blocked_reason: str | None = None) -> None:
-        async with self._transaction() as db:
-            await db.execute(QUERIES["set_job_state"], {
-                "job_id": job_id, "state": state.value, "blocked_reason": blocked_reason,
-                "now": utc_now()})
+        await self.set_job_states([(job_id, state, blocked_reason)])
 
-    async def start_attempt(self, job_id: int, run_id: int, job: Job, argv: list[str],
-                            slot: str, device: str | None, gpu_uuid: str | None, token: str,
-                            log_paths: Callable[[int], tuple[Path, Path]],
-                            backend: str = "local") -> tuple[int, int, Path, Path]:
-        """Write the attempt row (before anything is spawned); returns id, number and log paths."""
-        async with self._transaction() as db:
-            (number,) = await self._one(db, "next_attempt_number", {"job_id": job_id})
+    # The three events of an attempt are queued when called and return a future: the scheduler
+    # awaits the attempt row before it spawns, and lets the others share later commits.
+    def start_attempt(self, job_id: int, run_id: int, job: Job, argv: list[str],
+                      slot: str, device: str | None, gpu_uuid: str | None, token: str,
+                      log_paths: Callable[[int], tuple[Path, Path]],
+                      backend: str = "local") -> asyncio.Future[tuple[int, int, Path, Path]]:
+        """The attempt row, to be committed before anything is spawned: id, number, log paths."""
+        from runner.jobs import JobState
+
+        def op(db: sqlite3.Connection) -> tuple[int, int, Path, Path]:
+            (number,) = db.execute(QUERIES["next_attempt_number"], {"job_id": job_id}).fetchone()
             stdout_log, stderr_log = log_paths(number)
-            cursor = await db.execute(QUERIES["insert_attempt"], {
+            while stdout_log.exists() or stderr_log.exists():  # a start a power loss took (see above)
+                number += 1
+                stdout_log, stderr_log = log_paths(number)
+            now = utc_now()
+            attempt_id = db.execute(QUERIES["insert_attempt"], {
                 "job_id": job_id, "run_id": run_id, "number": number, "token": token,
                 "argv": json.dumps(argv), "fingerprint": job.fingerprint, "slot": slot,
-                "device": device, "gpu_uuid": gpu_uuid, "started_at": utc_now(),
-                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend})
-            await db.execute(QUERIES["set_job_state"], {
-                "job_id": job_id, "state": JobState.RUNNING.value, "blocked_reason": None,
-                "now": utc_now()})
-            return cursor.lastrowid, number, stdout_log, stderr_log
+                "device": device, "gpu_uuid": gpu_uuid, "started_at": now,
+                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend}).lastrowid
+            db.execute(QUERIES["set_job_state"], {
+                "job_id": job_id, "state": JobState.RUNNING.value, "blocked_reason": None, "now": now})
+            return attempt_id, number, stdout_log, stderr_log
+        return self._submit(op, durable=False)
 
-    async def record_launch(self, attempt_id: int, fields: dict) -> None:
+    def record_launch(self, attempt_id: int, fields: dict) -> asyncio.Future[None]:
         """What identifies the launched attempt (pid, pgid, process_start or slurm_job_id)."""
-        params = {"pid": None, "pgid": None, "process_start": None, "slurm_job_id": None}
-        params.update(fields)
-        async with self._transaction() as db:
-            await db.execute(QUERIES["record_launch"], {"attempt_id": attempt_id, **params})
+        params = {"attempt_id": attempt_id, "pid": None, "pgid": None, "process_start": None,
+                  "slurm_job_id": None, **fields}
+        return self._submit(_statement("record_launch", params), durable=False)
 
     async def record_slurm_state(self, attempt_id: int, state: str, node: str | None,
                                  exit: str | None = None) -> None:
-        async with self._transaction() as db:
-            await db.execute(QUERIES["record_slurm_state"], {
-                "attempt_id": attempt_id, "slurm_state": state, "slurm_node": node or None,
-                "slurm_exit": exit})
+        """What SLURM last said about the attempt's job (recorded as seen, not fsynced)."""
+        await self._submit(_statement("record_slurm_state", {
+            "attempt_id": attempt_id, "slurm_state": state, "slurm_node": node or None,
+            "slurm_exit": exit}), durable=False)
 
-    async def finish_attempt(self, attempt_id: int, job_id: int, outcome: Outcome,
-                             duration_s: float | None) -> None:
-        """Close an attempt and move its job to the matching state, in one transaction."""
+    def finish_attempt(self, attempt_id: int, job_id: int, outcome: Outcome,
+                       duration_s: float | None) -> asyncio.Future[None]:
+        """Close an attempt and move its job to the matching state, in one event."""
+        from runner.jobs import AttemptState, FailureClass, JobState
+
         if outcome.succeeded:
             attempt_state, job_state = AttemptState.SUCCEEDED, JobState.SUCCEEDED
         elif outcome.failure_class is FailureClass.INTERRUPTED:
             attempt_state, job_state = AttemptState.INTERRUPTED, JobState.INTERRUPTED
         else:
             attempt_state, job_state = AttemptState.FAILED, JobState.FAILED
-        async with self._transaction() as db:
+
+        def op(db: sqlite3.Connection) -> None:
+            now = utc_now()
             if outcome.succeeded:
-                await db.execute(QUERIES["supersede_success"], {"job_id": job_id})
-                await db.executemany(QUERIES["insert_metric"], [
+                db.execute(QUERIES["supersede_success"], {"job_id": job_id})
+                db.executemany(QUERIES["insert_metric"], [
                     {"attempt_id": attempt_id, "model": r.model, "metric": r.metric,
                      "amplitude": r.amplitude, "phase": r.phase, "value": r.value}
                     for r in outcome.metrics])
-            await db.execute(QUERIES["finish_attempt"], {
-                "attempt_id": attempt_id, "state": attempt_state.value, "ended_at": utc_now(),
+            db.execute(QUERIES["finish_attempt"], {
+                "attempt_id": attempt_id, "state": attempt_state.value, "ended_at": now,
                 "duration_s": duration_s, "exit_code": outcome.exit_code, "signal": outcome.signal,
                 "failure_class": outcome.failure_class.value if outcome.failure_class else None,
                 "failure_detail": outcome.detail})
-            await db.execute(QUERIES["set_job_state"], {
-                "job_id": job_id, "state": job_state.value, "blocked_reason": None,
-                "now": utc_now()})
+            db.execute(QUERIES["set_job_state"], {
+                "job_id": job_id, "state": job_state.value, "blocked_reason": None, "now": now})
+        return self._submit(op)
 
     async def running_attempts(self) -> list[RunningAttempt]:
-        async with self._lock:
-            async with self._db.execute(QUERIES["running_attempts"]) as cursor:
-                rows = await cursor.fetchall()
+        from runner.jobs import RunningAttempt
+
+        rows = await self._write(lambda db: db.execute(QUERIES["running_attempts"]).fetchall())
         return [RunningAttempt(attempt_id=r[0], job_id=r[1], job_key=r[7], pid=r[2], pgid=r[3],
                                process_start=r[4], token=r[5], started_at=r[6], backend=r[8],
                                slurm_job_id=r[9], number=r[10], stdout_log=Path(r[11]),
                                stderr_log=Path(r[12]), argv=tuple(json.loads(r[13])))
                 for r in rows]
 
+    async def expected_durations(self) -> dict[int, float]:
+        """Per job id: how long its latest successful attempt ran (jobs that never succeeded are
+        absent)."""
+        rows = await self._write(lambda db: db.execute(QUERIES["expected_durations"]).fetchall())
+        return {job_id: duration for job_id, duration, _ in rows}
+
     async def run_results(self, run_id: int) -> list[dict]:
-        async with self._lock:
-            async with self._db.execute(QUERIES["run_results"], {"run_id": run_id}) as cursor:
-                columns = [d[0] for d in cursor.description]
-                return [dict(zip(columns, row)) for row in await cursor.fetchall()]
+        def op(db: sqlite3.Connection) -> list[dict]:
+            cursor = db.execute(QUERIES["run_results"], {"run_id": run_id})
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+        return await self._write(op)

@@ -27,13 +27,10 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _relative(path: str | None, root: Path) -> str | None:
+def _relative(path: str | None, root: str) -> str | None:
     if not path:
         return None
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return path
+    return path[len(root):] if path.startswith(root) else path
 
 
 def write_plan(artifact_root: Path, jobs: list[Job]) -> tuple[Path, Path]:
@@ -58,10 +55,11 @@ def write_results(artifact_root: Path, results: list[dict]) -> Path:
     executed = [r for r in results if r["executed"]]
     success = [r for r in executed if r["state"] == "succeeded"]
     entries = []
+    root = str(artifact_root).rstrip("/") + "/"
     for r in results:
         returncode = r["exit_code"] if not r["signal"] else -r["signal"]
         entries.append({"dose": r["dose"], "view": r["view"], "split": r["split"],
-                        "returncode": returncode, "log_path": _relative(r["stdout_log"], artifact_root),
+                        "returncode": returncode, "log_path": _relative(r["stdout_log"], root),
                         "state": r["state"], "failure_class": r["failure_class"],
                         "executed": bool(r["executed"])})
     manifest = {"n_jobs": len(results), "n_executed": len(executed), "n_success": len(success),

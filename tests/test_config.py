@@ -31,6 +31,8 @@ def test_flags_override_the_file(study, tmp_path):
     ("timeout = 0", "--timeout must be a positive"),
     ('view = ["diagonal"]', "'diagonal' is not one of dense, sparse"),
     ('dose = ["-3"]', "positive whole number"),
+    ('success = "maybe"', "--success 'maybe' is not one of metrics, exit-code"),
+    ('order = "random"', "--order 'random' is not one of longest-first, plan"),
 ])
 def test_bad_config_values_are_named(study, tmp_path, content, message):
     config = tmp_path / "bad.toml"
@@ -60,3 +62,10 @@ def test_default_command_runs_in_this_checkout_from_any_folder(study, tmp_path):
     assert s.compare_cmd == DEFAULT_COMPARE_CMD and s.workdir == repo
     custom = build_settings({"study_root": str(study), "compare_cmd": "python x.py"}, cwd=tmp_path)
     assert custom.workdir == tmp_path
+
+
+def test_every_config_key_has_a_type_check():
+    # A key without one would crash read_toml with a KeyError instead of naming a bad value.
+    from runner.config import TOML_KEYS, TOML_TYPES
+
+    assert set(TOML_TYPES) == TOML_KEYS

@@ -153,9 +153,9 @@ async def test_failure_rolls_back_the_whole_transaction(tmp_path):
         object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
         with pytest.raises(Exception):
             await ledger.sync_jobs([job("y"), bad], run_id)
-        count = (await (await ledger._db.execute("SELECT COUNT(*) FROM jobs")).fetchone())[0]
+        count = connect_reader(path).execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
         assert count == 2  # 'y' was rolled back with the failing row
-        assert not ledger._db.in_transaction
+        await ledger.end_run(run_id, "completed")  # the writer is usable: no transaction was left open
         assert FailureClass.TIMEOUT.retryable and not FailureClass.BLOCKED.retryable
     finally:
         await ledger.close()
@@ -168,3 +168,58 @@ def test_example_ledger_has_the_schema_the_migrations_build(tmp_path):
     schema = "SELECT type, name, sql FROM sqlite_schema ORDER BY name"
     example = Path(__file__).resolve().parent.parent / "ledger.db.example"
     assert [tuple(r) for r in connect_reader(example).execute(schema)] == sqlite3.connect(fresh).execute(schema).fetchall()
+
+
+async def test_concurrent_events_share_commits_and_each_stays_all_or_nothing(tmp_path):
+    import asyncio
+    path = tmp_path / "ledger.db"
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
+        jobs = [job(f"k{i}") for i in range(50)]
+        rows = await ledger.sync_jobs(jobs, run_id)
+        logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
+        before = ledger.commits
+        started = await asyncio.gather(*(ledger.start_attempt(rows[j.key][0], run_id, j, [], "cpu0", "", None,
+                                                              f"t{i}", logs) for i, j in enumerate(jobs)))
+        assert ledger.commits - before < len(jobs)  # events queued together were committed together
+        bad = job("bad")
+        object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
+        good = ledger.finish_attempt(started[0][0], rows["k0"][0], Outcome(True, exit_code=0), 1.0)
+        failing = ledger.sync_jobs([bad], run_id)
+        results = await asyncio.gather(good, failing, return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], Exception)
+    finally:
+        await ledger.close()
+    reader = connect_reader(path)
+    assert reader.execute("SELECT state FROM attempts WHERE token = 't0'").fetchone()[0] == "succeeded"
+    assert reader.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 50
+    assert reader.execute("SELECT COUNT(*) FROM jobs WHERE key = 'bad'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("query, index", [
+    ("run_results", "attempts_by_job_run"),
+    ("status_jobs", "jobs_by_plan_order"),
+    ("planned_jobs", "jobs_by_run"),
+])
+def test_the_queries_that_grow_with_the_study_use_an_index(tmp_path, query, index):
+    path = tmp_path / "ledger.db"
+    prepare(path)
+    plan = [row[3] for row in sqlite3.connect(path).execute("EXPLAIN QUERY PLAN " + ledger_module.QUERIES[query],
+                                                              {"run_id": 1})]
+    assert any(index in step for step in plan), plan
+    assert not any(step.startswith("SCAN a") or step.startswith("SCAN m") for step in plan), plan
+
+
+async def test_an_attempt_never_reuses_logs_left_by_a_start_the_ledger_lost(tmp_path):
+    path = tmp_path / "ledger.db"
+    (tmp_path / "1.err").write_text("an attempt whose start row a power loss took")
+    ledger = await Ledger.open(path)
+    try:
+        run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
+        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
+        logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
+        _, number, out, err = await ledger.start_attempt(job_id, run_id, job(), [], "cpu0", "", None, "t", logs)
+    finally:
+        await ledger.close()
+    assert (number, out, err) == (2, tmp_path / "2.out", tmp_path / "2.err")

@@ -108,8 +108,8 @@ class LedgerMachine(RuleBasedStateMachine):
             process = subprocess.Popen(["sleep", "60"], start_new_session=True,
                                        env={**os.environ, "RUNNER_ATTEMPT_TOKEN": token})
             if spawn == "recorded":
-                self.run(self.ledger.record_process(attempt_id, process.pid, process.pid,
-                                                    process_start(process.pid)))
+                self.run(self.ledger.record_launch(attempt_id, {
+                    "pid": process.pid, "pgid": process.pid, "process_start": process_start(process.pid)}))
         self.attempts[attempt_id] = {"key": key, "number": number, "state": "running",
                                      "process": process, "life": self.life}
 

@@ -2,10 +2,12 @@
 
 Every executor offers the same small interface:
   launch(spec) -> handle          start the command (raise LaunchError when it cannot start)
-  wait(handle, report) -> Ended   until it ends; `report(state, node)` hears of cluster states
+  wait(handle, report)            awaitable Ended, once it ends; `report(status)` hears of cluster
+                                  states; cancelling the wait stops nothing
   terminate(handle, grace)        stop it now (timeout) -> Ended
   interrupt(handle, grace)        the runner is stopping -> Ended, or None when left running
   clean_up(handle, grace)         stop what the command left behind; True if there was any
+  close()                         the run is over: release what the executor holds
 and each handle says what the ledger records about it (`ledger_fields`).
 """
 

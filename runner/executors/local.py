@@ -4,14 +4,20 @@ The child writes stdout and stderr straight into its two log files: the runner r
 nothing can fill up, and the logs keep growing even if the runner dies. Stopping an attempt
 signals its whole process group, so grandchildren go with it, and then every process still
 carrying the attempt's RUNNER_ATTEMPT_TOKEN, so a grandchild that left the group goes too.
+
+Spawning is a plain `subprocess.Popen` (vfork + exec, no pipes, no asyncio transport) and the exit
+is watched through a pidfd registered with the event loop: no thread per child, so thousands of
+short jobs cost little more than their fork and exec.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import concurrent.futures
+import functools
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +31,15 @@ class Handle:
     pid: int
     pgid: int
     process_start: str | None
-    process: asyncio.subprocess.Process
+    process: subprocess.Popen
     token: str | None = None  # RUNNER_ATTEMPT_TOKEN of the attempt, inherited by its descendants
+    exited: asyncio.Future | None = None  # resolves with how it ended (Ended); made by wait()
 
     def ledger_fields(self) -> dict:
         return {"pid": self.pid, "pgid": self.pgid, "process_start": self.process_start}
 
 
+@functools.cache
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -42,7 +50,11 @@ def boot_id() -> str:
 def process_start(pid: int) -> str | None:
     """'<boot id>:<start ticks>' identifies a process even after its pid is reused."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096).decode(errors="replace")
+        finally:
+            os.close(fd)
     except OSError:
         return None
     # The command name (field 2) may hold spaces or parentheses: split after its last ')'.
@@ -106,59 +118,86 @@ async def stop_pids(pids: list[int], grace: float) -> None:
 
 def open_log(path: Path) -> int:
     """Create a log file readable by the user only; never reuse an earlier attempt's file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path, LOG_FLAGS, 0o600)
 
 
+def start(spec: LaunchSpec) -> Handle:
+    """Create the logs and start the child (blocking: vfork waits until the child has exec'd)."""
+    try:
+        spec.stdout_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        out_fd = open_log(spec.stdout_log)
+    except OSError as exc:
+        raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}", exc.errno) from None
+    try:
+        err_fd = open_log(spec.stderr_log)
+    except OSError as exc:
+        os.close(out_fd)
+        raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}", exc.errno) from None
+    try:
+        process = subprocess.Popen(spec.argv, cwd=spec.cwd, env=spec.env, stdin=subprocess.DEVNULL,
+                                   stdout=out_fd, stderr=err_fd, start_new_session=True)
+    except OSError as exc:
+        raise LaunchError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+    # start_new_session: the child leads a new session and group whose id is its pid.
+    return Handle(process.pid, process.pid, process_start(process.pid), process, spec.token or None)
+
+
 class LocalExecutor:
-    """Runs attempts as child processes of this runner."""
+    """Runs attempts as child processes of this runner.
+
+    Children are started by a few spawner threads: creating log files and vfork + exec block
+    for a while (longer on a busy machine), and the event loop keeps scheduling meanwhile."""
 
     name = "local"
+
+    def __init__(self, spawners: int = 4) -> None:
+        self._spawners = spawners
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def device_label(self, device: str) -> str | None:
         return device  # the CUDA_VISIBLE_DEVICES this runner gives the child
 
     async def launch(self, spec: LaunchSpec) -> Handle:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self._spawners, "spawner")
+        starting = self._pool.submit(start, spec)
         try:
-            out_fd = open_log(spec.stdout_log)
-        except OSError as exc:
-            raise LaunchError(f"cannot create log {spec.stdout_log}: {exc.strerror}", exc.errno) from None
-        try:
-            err_fd = open_log(spec.stderr_log)
-        except OSError as exc:
-            os.close(out_fd)
-            raise LaunchError(f"cannot create log {spec.stderr_log}: {exc.strerror}", exc.errno) from None
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *spec.argv, cwd=spec.cwd, env=spec.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=out_fd, stderr=err_fd, start_new_session=True)
-        except OSError as exc:
-            raise LaunchError(f"cannot start {spec.argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            os.close(out_fd)
-            os.close(err_fd)
-        # start_new_session: the child leads a new session and group whose id is its pid.
-        return Handle(process.pid, process.pid, process_start(process.pid), process, spec.token or None)
+            return await asyncio.wrap_future(starting)
+        except asyncio.CancelledError:
+            # The runner is going down while the child starts: stop it as soon as it has.
+            starting.add_done_callback(lambda f: not f.cancelled() and f.exception() is None
+                                       and signal_group(f.result().pgid, signal.SIGKILL))
+            raise
 
-    async def wait(self, handle: Handle, report=None) -> Ended:
-        """The exit status (negative: killed by that signal)."""
-        return Ended(await asyncio.shield(handle.process.wait()))
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def wait(self, handle: Handle, report=None) -> asyncio.Future:
+        """A future that resolves with how the child ended (Ended). Cancelling it stops nothing,
+        neither the child nor other waiters."""
+        if handle.exited is None:
+            handle.exited = _exit_future(handle.process)
+        return asyncio.shield(handle.exited)
 
     def is_alive(self, handle: Handle) -> bool:
-        return handle.process.returncode is None
+        return handle.process.poll() is None
 
     async def terminate(self, handle: Handle, grace: float) -> Ended:
         """SIGTERM the whole group, SIGKILL what is left after `grace` seconds; reap the child."""
         signal_group(handle.pgid, signal.SIGTERM)
         deadline = asyncio.get_running_loop().time() + grace
         while asyncio.get_running_loop().time() < deadline:
-            if handle.process.returncode is not None and not group_alive(handle.pgid):
+            if handle.process.poll() is not None and not group_alive(handle.pgid):
                 break
             await asyncio.sleep(0.05)
         signal_group(handle.pgid, signal.SIGKILL)
-        status = await handle.process.wait()
+        ended = await self.wait(handle)
         await self._stop_escaped(handle, grace)
-        return Ended(status)
+        return ended
 
     async def interrupt(self, handle: Handle, grace: float) -> Ended:
         """The runner is stopping: a local child cannot outlive it usefully, so it stops too."""
@@ -176,3 +215,34 @@ class LocalExecutor:
         escaped = pids_with_token(handle.token) if handle.token else []
         await stop_pids(escaped, grace)
         return bool(escaped)
+
+
+def _exit_future(process: subprocess.Popen) -> asyncio.Future:
+    """Watch for the child's exit without blocking the loop or starting a thread: its pidfd
+    becomes readable when it exits (Linux 5.3+); elsewhere, poll."""
+    loop = asyncio.get_running_loop()
+    exited = loop.create_future()
+    if process.poll() is not None:
+        exited.set_result(Ended(process.returncode))
+        return exited
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        loop.create_task(_poll_exit(process, exited))
+        return exited
+
+    def on_exit() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        status = process.wait()  # the child is gone: this reaps it at once
+        if not exited.done():
+            exited.set_result(Ended(status))
+    loop.add_reader(pidfd, on_exit)
+    return exited
+
+
+async def _poll_exit(process: subprocess.Popen, exited: asyncio.Future) -> None:
+    while process.poll() is None:
+        await asyncio.sleep(0.05)
+    if not exited.done():
+        exited.set_result(Ended(process.returncode))

@@ -158,6 +158,9 @@ class SlurmExecutor:
         self._poll_lock = asyncio.Lock()
         self._outage_since: float | None = None
 
+    def close(self) -> None:
+        pass  # nothing held between calls: each squeue, sbatch and scancel is its own process
+
     def device_label(self, device: str) -> str | None:
         return None  # SLURM picks the GPU on the node; the ledger records the node instead
 
@@ -165,6 +168,7 @@ class SlurmExecutor:
     async def launch(self, spec: LaunchSpec) -> SlurmHandle:
         script = spec.stdout_log.with_name(spec.stdout_log.name.replace(".stdout.log", ".sbatch"))
         try:
+            spec.stdout_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             for log_path in (spec.stdout_log, spec.stderr_log):
                 os.close(open_log(log_path))  # ours, fresh, 0600; the job appends to it
             fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
