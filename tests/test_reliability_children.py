@@ -43,3 +43,51 @@ def test_a_child_that_closes_its_stdout_early_is_judged_by_its_outputs(study):
     assert row["state"] == "succeeded"
     assert Path(row["stdout_log"]).read_text().endswith("closing stdout now\n")
     assert "stdout is closed" in Path(row["stderr_log"]).read_text()
+
+
+ESCAPE_TWICE = """
+import os, subprocess, sys
+# A daemon that double-forks: the middle process leaves the group and starts the last one.
+code = "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); time.sleep(60)"
+middle = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
+last = middle.stdout.readline().strip()
+# One more that drops the attempt's token and ends on its own a little later.
+clean = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"], start_new_session=True, env={})
+print(middle.pid, last, clean.pid, flush=True)
+"""
+
+
+def test_escaped_processes_are_found_among_the_runners_children_and_reaped(tmp_path):
+    """The executor is a child subreaper: whatever an attempt leaves behind becomes its child. A
+    chain of escaped processes is stopped link by link, and an orphan that ends on its own is
+    reaped rather than left as a zombie."""
+    import asyncio
+    import os
+    import sys
+
+    from runner.executors import LaunchSpec
+    from runner.executors.local import LocalExecutor, main_thread_children
+
+    token = uuid.uuid4().hex
+
+    async def scenario() -> tuple[list[int], bool, bool]:
+        executor = LocalExecutor()
+        spec = LaunchSpec((sys.executable, "-c", ESCAPE_TWICE), tmp_path,
+                          dict(os.environ, RUNNER_ATTEMPT_TOKEN=token),
+                          tmp_path / "logs/out.log", tmp_path / "logs/err.log", token)
+        handle = await executor.launch(spec)
+        await executor.wait(handle)
+        pids = [int(p) for p in (tmp_path / "logs/out.log").read_text().split()]
+        assert executor._orphans_come_here, "this kernel should re-parent orphans to the runner"
+        # The middle one and the token-less one are ours now; the last is the middle one's child.
+        assert {pids[0], pids[2]} <= set(main_thread_children())
+        found = await executor.clean_up(handle, grace=1)
+        await asyncio.sleep(0.6)  # the token-less orphan ends on its own
+        executor.close()
+        return pids, found, pids[2] in (main_thread_children() or [])
+
+    pids, found, clean_still_a_child = asyncio.run(scenario())
+    assert found
+    assert not any(pid_alive(pid) for pid in pids)
+    assert not clean_still_a_child, "an orphan that ended was left as a zombie"
+    assert processes_with_env("RUNNER_ATTEMPT_TOKEN", token) == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ctypes
 import functools
 import os
 import signal
@@ -86,6 +87,37 @@ def group_alive(pgid: int) -> bool:
     return signal_group(pgid, 0)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+
+
+def become_subreaper() -> bool:
+    """Have orphaned descendants re-parented to this process (Linux 3.4+); False elsewhere."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def main_thread_children() -> list[int] | None:
+    """Children of this process's main thread, which is where the kernel re-parents orphans (the
+    first live thread of the subreaper; the commands themselves are children of the spawner
+    threads). None where the kernel keeps no list."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children", "rb") as f:
+            return list(map(int, f.read().split()))
+    except OSError:
+        return None
+
+
+def reap(pids: list[int]) -> None:
+    """Collect the exit status of the children among `pids` that have ended (never blocks)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
 def pids_with_token(token: str) -> list[int]:
     """Processes whose environment carries this attempt's token (they escaped the group or the
     runner died before it recorded the pid)."""
@@ -156,6 +188,9 @@ class LocalExecutor:
     def __init__(self, spawners: int = 4) -> None:
         self._spawners = spawners
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._orphans_come_here = False  # whether escaped processes become our children
+        self._leaders: set[int] = set()  # pids of the commands we started and have not reaped
+        self._spawning = 0  # launches in flight: a child of theirs may not be in _leaders yet
 
     def device_label(self, device: str) -> str | None:
         return device  # the CUDA_VISIBLE_DEVICES this runner gives the child
@@ -163,24 +198,33 @@ class LocalExecutor:
     async def launch(self, spec: LaunchSpec) -> Handle:
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(self._spawners, "spawner")
+            self._orphans_come_here = become_subreaper() and main_thread_children() is not None
+        self._spawning += 1
         starting = self._pool.submit(start, spec)
         try:
-            return await asyncio.wrap_future(starting)
+            handle = await asyncio.wrap_future(starting)
+            self._leaders.add(handle.pid)
+            return handle
         except asyncio.CancelledError:
             # The runner is going down while the child starts: stop it as soon as it has.
             starting.add_done_callback(lambda f: not f.cancelled() and f.exception() is None
                                        and signal_group(f.result().pgid, signal.SIGKILL))
             raise
+        finally:
+            self._spawning -= 1
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+            if self._orphans_come_here:
+                self._orphans()  # reaps the orphans that ended since the last attempt
 
     def wait(self, handle: Handle, report=None) -> asyncio.Future:
         """A future that resolves with how the child ended (Ended). Cancelling it stops nothing,
         neither the child nor other waiters."""
         if handle.exited is None:
             handle.exited = _exit_future(handle.process)
+            handle.exited.add_done_callback(lambda _: self._leaders.discard(handle.pid))
         return asyncio.shield(handle.exited)
 
     def is_alive(self, handle: Handle) -> bool:
@@ -212,9 +256,43 @@ class LocalExecutor:
         return await self._stop_escaped(handle, grace)
 
     async def _stop_escaped(self, handle: Handle, grace: float) -> bool:
-        escaped = pids_with_token(handle.token) if handle.token else []
-        await stop_pids(escaped, grace)
-        return bool(escaped)
+        if not handle.token:
+            return False
+        if not self._orphans_come_here:
+            escaped = pids_with_token(handle.token)
+            await stop_pids(escaped, grace)
+            return bool(escaped)
+        found = False
+        # Stopping an escaped process re-parents its own children to us: look again.
+        for _ in range(100):
+            escaped = self._orphans(handle.token)
+            if not escaped:
+                break
+            found = True
+            await stop_pids(escaped, grace)
+            reap(escaped)
+        return found
+
+    def _orphans(self, token: str | None = None) -> list[int]:
+        """Our children that are not commands we started: orphans re-parented to us. Returns the
+        live ones carrying `token`; reaps the ended ones (when no launch is in flight, every
+        command we started is known, so no command's exit status can be taken from its waiter)."""
+        needle = f"RUNNER_ATTEMPT_TOKEN={token}".encode()
+        found, ended = [], []
+        for pid in main_thread_children() or []:
+            if pid in self._leaders:
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    environ = f.read()
+            except OSError:  # ESRCH: a zombie, an orphan that ended
+                ended.append(pid)
+                continue
+            if token and needle in environ.split(b"\0"):
+                found.append(pid)
+        if ended and not self._spawning:
+            reap(ended)  # a live one is left alone: waitpid(WNOHANG) returns at once
+        return found
 
 
 def _exit_future(process: subprocess.Popen) -> asyncio.Future:
