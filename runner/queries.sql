@@ -123,7 +123,8 @@ SELECT json_group_array(json_object(
                        THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
                        ELSE duration_s END,
     'exit_code', exit_code, 'failure_class', failure_class, 'detail', detail,
-    'stdout_log', stdout_log, 'stderr_log', stderr_log))
+    'stdout_log', stdout_log, 'stderr_log', stderr_log, 'backend', backend,
+    'slurm_job_id', slurm_job_id, 'slurm_node', slurm_node, 'slurm_state', slurm_state))
 FROM condition_grid;
 
 -- name: job_totals

@@ -33,6 +33,10 @@ def test_status_json_is_machine_readable(study):
     assert snap["totals"] == {"succeeded": 4}
     assert [j["key"] for j in snap["jobs"]][:2] == ["dose_1000/dense/train", "dose_1000/dense/test"]
     assert snap["run"]["outcome"] == "completed" and snap["jobs"][0]["device"] == ""
+    # The same fields as the snapshot `status` renders (SLURM's among them), whichever query builds them.
+    from runner.status import snapshot
+    assert set(snap["jobs"][0]) == set(snapshot(study / "analysis/ledger.db")["jobs"][0])
+    assert snap["jobs"][0]["backend"] == "local" and snap["jobs"][0]["slurm_job_id"] is None
 
 
 def test_status_watch_refreshes_until_interrupted(study):
