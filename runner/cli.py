@@ -335,7 +335,7 @@ def command_status(args: argparse.Namespace) -> int:
     ledger = ledger_from_args(args)
 
     def show(ledger: Path) -> str:
-        return status.as_json(ledger) if args.json else status.render(status.snapshot(ledger))
+        return status.as_json(ledger) if args.json else status.text(ledger)
     if args.watch is None:
         print(show(ledger))
         return 0

@@ -10,9 +10,9 @@ from pathlib import Path
 from runner.ledger import QUERIES, LedgerError, connect_reader
 
 
-def _read(ledger: Path, jobs_query: str) -> tuple[object, dict | None, dict[str, int]]:
-    """Jobs (as `jobs_query` returns them), the latest run and the totals by state, from one
-    consistent snapshot of the ledger."""
+def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict | None, dict[str, int]]:
+    """Jobs (rows of `jobs_query` and their column names), the latest run and the totals by
+    state, from one consistent snapshot of the ledger."""
     conn = connect_reader(ledger)
     try:
         conn.row_factory = None  # plain tuples: sqlite3.Row costs more than the query at 10,000 jobs
@@ -20,8 +20,6 @@ def _read(ledger: Path, jobs_query: str) -> tuple[object, dict | None, dict[str,
         cursor = conn.execute(QUERIES[jobs_query])
         columns = [d[0] for d in cursor.description]
         jobs = cursor.fetchall()
-        if jobs_query == "status_jobs":
-            jobs = [dict(zip(columns, row)) for row in jobs]
         cursor = conn.execute(QUERIES["latest_run"])
         run = cursor.fetchone()
         run = dict(zip([d[0] for d in cursor.description], run)) if run else None
@@ -31,24 +29,30 @@ def _read(ledger: Path, jobs_query: str) -> tuple[object, dict | None, dict[str,
         raise LedgerError(f"cannot read ledger {ledger}: {exc}") from None
     finally:
         conn.close()
-    return jobs, run, totals
+    return jobs, columns, run, totals
 
 
 def snapshot(ledger: Path) -> dict:
-    jobs, run, totals = _read(ledger, "status_jobs")
-    running = [job for job in jobs if job["state"] == "running" and job["started_at"]]
-    if running:
-        from datetime import datetime, timezone
-
-        now = datetime.now(timezone.utc)
-        for job in running:
-            job["duration_s"] = round((now - datetime.fromisoformat(job["started_at"])).total_seconds(), 1)
+    """Where the study stands, as Python objects (one dict per job)."""
+    rows, columns, run, totals = _read(ledger, "status_jobs")
+    jobs = [dict(zip(columns, row)) for row in rows]
+    for job in jobs:
+        if job["state"] == "running":
+            job["duration_s"] = _time_so_far(job["started_at"])
     return {"ledger": str(ledger), "run": run, "jobs": jobs, "totals": totals}
+
+
+def _time_so_far(started_at: str | None) -> float | None:
+    if not started_at:
+        return None
+    from datetime import datetime, timezone  # only when something runs
+
+    return round((datetime.now(timezone.utc) - datetime.fromisoformat(started_at)).total_seconds(), 1)
 
 
 def as_json(ledger: Path) -> str:
     """The snapshot as JSON (one line), the job list encoded by SQLite."""
-    ((jobs,),), run, totals = _read(ledger, "status_jobs_json")
+    ((jobs,),), _, run, totals = _read(ledger, "status_jobs_json")
     return (f'{{"ledger": {json.dumps(str(ledger))}, "run": {json.dumps(run)}, "jobs": {jobs}, '
             f'"totals": {json.dumps(totals)}}}')
 
@@ -60,29 +64,35 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
 
 
-def render(snap: dict) -> str:
-    run = snap["run"]
+def text(ledger: Path) -> str:
+    """The table `runner status` prints. Rows stay tuples: at 10,000 jobs, making a dict of each
+    would cost as much as formatting it."""
+    rows, columns, run, totals = _read(ledger, "status_jobs")
     lines = []
     if run:
         ended = f"ended {run['ended_at']} ({run['outcome']})" if run["ended_at"] else \
             ("crashed" if run["outcome"] == "crashed" else "in progress")
-        lines.append(f"ledger {snap['ledger']}: run {run['run_id']} on {run['host']} "
+        lines.append(f"ledger {ledger}: run {run['run_id']} on {run['host']} "
                      f"started {run['started_at']}, {ended}")
-    header = f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log"
-    lines.append(header)
-    for job in snap["jobs"]:
-        if job["state"] == "blocked":
-            outcome, log = "blocked", job["detail"]
+    lines.append(f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log")
+    (key, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
+     slurm_job, slurm_node, slurm_state) = map(columns.index, (
+        "key", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code", "failure_class",
+        "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state"))
+    for job in rows:
+        if job[state] == "blocked":
+            outcome, log = "blocked", job[detail]
         else:
-            outcome = job["failure_class"] or ("" if job["exit_code"] is None else f"exit {job['exit_code']}")
-            log = job["stderr_log"] or ""
-        device = "-" if job["device"] is None else (job["device"] or "cpu")
-        if job.get("backend") == "slurm":  # SLURM picked the GPU: show the node and the job
-            device = job["slurm_node"] or "-"
-            if job["state"] == "running":
-                outcome = f"{job['slurm_state'] or 'submitted'} {job['slurm_job_id'] or ''}".strip()
-        lines.append(f"{job['key']:<26} {job['state']:<11} {job['latest_attempt'] or '-':>3} "
-                     f"{device:<8} {_duration(job['duration_s']):>8}  {outcome:<14} {log}")
-    totals = ", ".join(f"{n} {state}" for state, n in sorted(snap["totals"].items()))
-    lines.append(f"{len(snap['jobs'])} jobs: {totals or 'none planned'}")
+            outcome = job[failure] or ("" if job[exit_code] is None else f"exit {job[exit_code]}")
+            log = job[stderr_log] or ""
+        device = "-" if job[device_] is None else (job[device_] or "cpu")
+        if job[backend] == "slurm":  # SLURM picked the GPU: show the node and the job
+            device = job[slurm_node] or "-"
+            if job[state] == "running":
+                outcome = f"{job[slurm_state] or 'submitted'} {job[slurm_job] or ''}".strip()
+        seconds = _time_so_far(job[started]) if job[state] == "running" else job[duration]
+        lines.append(f"{job[key]:<26} {job[state]:<11} {job[attempt] or '-':>3} "
+                     f"{device:<8} {_duration(seconds):>8}  {outcome:<14} {log}")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
+    lines.append(f"{len(rows)} jobs: {counts or 'none planned'}")
     return "\n".join(lines)

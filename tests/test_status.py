@@ -1,10 +1,12 @@
 """`runner status`: the table, JSON and totals, from a real ledger."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
-from helpers import run_runner, runner_env
+from helpers import run_runner, runner_env, start_runner, wait_for
 
 
 def status(*args):
@@ -51,3 +53,26 @@ def test_status_watch_refreshes_until_interrupted(study):
         out, _ = watcher.communicate(timeout=10)
     assert watcher.returncode == 0
     assert out.count("4 jobs: 4 succeeded") >= 3
+
+
+def test_status_shows_the_time_so_far_of_a_running_job_while_the_run_goes_on(study):
+    runner = start_runner(study, "--dose", "1000", "--view", "dense", "--split", "train",
+                          behaviour={"*": {"sleep": 30}})
+    ledger = study / "analysis/ledger.db"
+    try:
+        def running_line():
+            if not ledger.exists():
+                return None
+            result = status("--ledger", str(ledger))
+            lines = [line for line in result.stdout.splitlines() if line.startswith("dose_1000/dense/train ")]
+            return lines[0] if lines and " running " in lines[0] else None
+        wait_for(running_line, timeout=30)
+        time.sleep(1.2)
+        columns = running_line().split()
+        assert columns[1] == "running" and columns[4].endswith("s") and float(columns[4][:-1]) >= 1.0
+        snap = json.loads(status("--ledger", str(ledger), "--json").stdout)
+        (job,) = [j for j in snap["jobs"] if j["key"] == "dose_1000/dense/train"]
+        assert job["state"] == "running" and job["duration_s"] >= 1.0
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=60)
