@@ -12,8 +12,9 @@ import struct
 import zipfile
 from pathlib import Path
 
-MAX_ENTRY_BYTES = 1 << 20
-SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|][US]\d+)', 'fortran_order': False, 'shape': \(\), \}\s*")  # metadata is a few hundred bytes; anything huge is not metadata
+MAX_ENTRY_BYTES = 1 << 20  # metadata is a few hundred bytes; anything huge is not metadata
+# The header numpy writes for a single string; any other header goes through the full parser.
+SIMPLE_HEADER = re.compile(r"\{'descr': '([<>|][US]\d+)', 'fortran_order': False, 'shape': \(\), \}\s*")
 
 
 class NpzEntryError(ValueError):
