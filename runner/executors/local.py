@@ -118,15 +118,21 @@ def reap(pids: list[int]) -> None:
             pass
 
 
+def carries_token(pid: int, token: str) -> bool:
+    """Whether the process's environment holds this attempt's RUNNER_ATTEMPT_TOKEN. OSError when
+    the process is gone, or a zombie (an ended process has no environment to read)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f"RUNNER_ATTEMPT_TOKEN={token}".encode() in f.read().split(b"\0")
+
+
 def pids_with_token(token: str) -> list[int]:
     """Processes whose environment carries this attempt's token (they escaped the group or the
     runner died before it recorded the pid)."""
-    needle = f"RUNNER_ATTEMPT_TOKEN={token}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                if carries_token(int(entry.name), token):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -217,7 +223,7 @@ class LocalExecutor:
         if self._pool is not None:
             self._pool.shutdown()
             if self._orphans_come_here:
-                self._orphans()  # reaps the orphans that ended since the last attempt
+                self._orphans()  # for its reaping of the orphans that ended since the last attempt
 
     def wait(self, handle: Handle, report=None) -> asyncio.Future:
         """A future that resolves with how the child ended (Ended). Cancelling it stops nothing,
@@ -273,23 +279,19 @@ class LocalExecutor:
             reap(escaped)
         return found
 
-    def _orphans(self, token: str | None = None) -> list[int]:
+    def _orphans(self, token: str = "") -> list[int]:
         """Our children that are not commands we started: orphans re-parented to us. Returns the
         live ones carrying `token`; reaps the ended ones (when no launch is in flight, every
         command we started is known, so no command's exit status can be taken from its waiter)."""
-        needle = f"RUNNER_ATTEMPT_TOKEN={token}".encode()
         found, ended = [], []
         for pid in main_thread_children() or []:
             if pid in self._leaders:
                 continue
             try:
-                with open(f"/proc/{pid}/environ", "rb") as f:
-                    environ = f.read()
+                if carries_token(pid, token):
+                    found.append(pid)
             except OSError:  # ESRCH: a zombie, an orphan that ended
                 ended.append(pid)
-                continue
-            if token and needle in environ.split(b"\0"):
-                found.append(pid)
         if ended and not self._spawning:
             reap(ended)  # a live one is left alone: waitpid(WNOHANG) returns at once
         return found
