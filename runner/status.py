@@ -32,16 +32,6 @@ def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict |
     return jobs, columns, run, totals
 
 
-def snapshot(ledger: Path) -> dict:
-    """Where the study stands, as Python objects (one dict per job)."""
-    rows, columns, run, totals = _read(ledger, "status_jobs")
-    jobs = [dict(zip(columns, row)) for row in rows]
-    for job in jobs:
-        if job["state"] == "running":
-            job["duration_s"] = _time_so_far(job["started_at"])
-    return {"ledger": str(ledger), "run": run, "jobs": jobs, "totals": totals}
-
-
 def _time_so_far(started_at: str | None) -> float | None:
     if not started_at:
         return None
@@ -51,7 +41,7 @@ def _time_so_far(started_at: str | None) -> float | None:
 
 
 def as_json(ledger: Path) -> str:
-    """The snapshot as JSON (one line), the job list encoded by SQLite."""
+    """Where the study stands, as JSON (one line), the job list encoded by SQLite."""
     ((jobs,),), _, run, totals = _read(ledger, "status_jobs_json")
     return (f'{{"ledger": {json.dumps(str(ledger))}, "run": {json.dumps(run)}, "jobs": {jobs}, '
             f'"totals": {json.dumps(totals)}}}')

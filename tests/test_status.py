@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from helpers import run_runner, runner_env, start_runner, wait_for
+from helpers import ledger_rows, run_runner, runner_env, start_runner, wait_for
 
 
 def status(*args):
@@ -35,9 +35,10 @@ def test_status_json_is_machine_readable(study):
     assert snap["totals"] == {"succeeded": 4}
     assert [j["key"] for j in snap["jobs"]][:2] == ["dose_1000/dense/train", "dose_1000/dense/test"]
     assert snap["run"]["outcome"] == "completed" and snap["jobs"][0]["device"] == ""
-    # The same fields as the snapshot `status` renders (SLURM's among them), whichever query builds them.
-    from runner.status import snapshot
-    assert set(snap["jobs"][0]) == set(snapshot(study / "analysis/ledger.db")["jobs"][0])
+    # The same fields as the query the text table is rendered from (SLURM's among them).
+    from runner.ledger import QUERIES
+    rows = ledger_rows(study / "analysis/ledger.db", QUERIES["status_jobs"])
+    assert set(snap["jobs"][0]) == set(rows[0].keys())
     assert snap["jobs"][0]["backend"] == "local" and snap["jobs"][0]["slurm_job_id"] is None
 
 
