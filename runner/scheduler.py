@@ -86,7 +86,7 @@ class Scheduler:
                  on_event: Callable[[Event], None] = lambda e: None,
                  executor=None) -> None:  # LocalExecutor (default) or SlurmExecutor
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
-        self.executor = executor or LocalExecutor(spawners=min(4, len(pool.slots)))
+        self.executor = executor or LocalExecutor()
         self.on_event = on_event
         self.stop_signal: int | None = None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
