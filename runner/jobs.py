@@ -119,3 +119,4 @@ class RunningAttempt:
     stdout_log: Path
     stderr_log: Path
     argv: tuple[str, ...]
+    metrics_before: str | None = None  # the metrics file before the launch (results.PriorFile)

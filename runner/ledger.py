@@ -400,8 +400,10 @@ class Ledger:
     def start_attempt(self, job_id: int, run_id: int, job: Job, argv: list[str],
                       slot: str, device: str | None, gpu_uuid: str | None, token: str,
                       log_paths: Callable[[int], tuple[Path, Path]],
-                      backend: str = "local") -> asyncio.Future[tuple[int, int, Path, Path]]:
-        """The attempt row, to be committed before anything is spawned: id, number, log paths."""
+                      backend: str = "local", metrics_before: str | None = None,
+                      ) -> asyncio.Future[tuple[int, int, Path, Path]]:
+        """The attempt row, to be committed before anything is spawned: id, number, log paths.
+        `metrics_before`: the identity of the metrics file before the launch (results.PriorFile)."""
         from runner.jobs import JobState
 
         def op(db: sqlite3.Connection) -> tuple[int, int, Path, Path]:
@@ -415,7 +417,8 @@ class Ledger:
                 "job_id": job_id, "run_id": run_id, "number": number, "token": token,
                 "argv": json.dumps(argv), "fingerprint": job.fingerprint, "slot": slot,
                 "device": device, "gpu_uuid": gpu_uuid, "started_at": now,
-                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend}).lastrowid
+                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend,
+                "metrics_before": metrics_before}).lastrowid
             db.execute(QUERIES["set_job_state"], {
                 "job_id": job_id, "state": JobState.RUNNING.value, "blocked_reason": None, "now": now})
             return attempt_id, number, stdout_log, stderr_log
@@ -470,7 +473,8 @@ class Ledger:
         return [RunningAttempt(attempt_id=r[0], job_id=r[1], job_key=r[7], pid=r[2], pgid=r[3],
                                process_start=r[4], token=r[5], started_at=r[6], backend=r[8],
                                slurm_job_id=r[9], number=r[10], stdout_log=Path(r[11]),
-                               stderr_log=Path(r[12]), argv=tuple(json.loads(r[13])))
+                               stderr_log=Path(r[12]), argv=tuple(json.loads(r[13])),
+                               metrics_before=r[14])
                 for r in rows]
 
     async def expected_durations(self) -> dict[int, float]:

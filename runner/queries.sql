@@ -47,9 +47,9 @@ SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = :job_id;
 -- name: insert_attempt
 -- Written before the process is spawned.
 INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, slot, device,
-                      gpu_uuid, started_at, stdout_log, stderr_log, backend)
+                      gpu_uuid, started_at, stdout_log, stderr_log, backend, metrics_before)
 VALUES (:job_id, :run_id, :number, 'running', :token, :argv, :fingerprint, :slot, :device,
-        :gpu_uuid, :started_at, :stdout_log, :stderr_log, :backend);
+        :gpu_uuid, :started_at, :stdout_log, :stderr_log, :backend, :metrics_before);
 
 -- name: record_launch
 -- What identifies the launched attempt: its process (local) or its SLURM job id.
@@ -81,7 +81,7 @@ WHERE attempt_id = :attempt_id AND state = 'running';
 -- name: running_attempts
 -- Attempts some runner left running: the candidates for reconciliation.
 SELECT a.attempt_id, a.job_id, a.pid, a.pgid, a.process_start, a.token, a.started_at, j.key,
-       a.backend, a.slurm_job_id, a.number, a.stdout_log, a.stderr_log, a.argv
+       a.backend, a.slurm_job_id, a.number, a.stdout_log, a.stderr_log, a.argv, a.metrics_before
 FROM attempts a JOIN jobs j USING (job_id)
 WHERE a.state = 'running'
 ORDER BY a.attempt_id;

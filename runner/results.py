@@ -2,11 +2,17 @@
 
 The reference compare script exits 0 with no metrics file, with empty (NaN) cells for a model
 whose evaluation raised, or with a stale file from an earlier run; none of these is a success.
+
+Whether the file is new is decided without any clock: the file's identity (inode, size, mtime,
+ctime, all from its own filesystem) is taken just before the launch and compared with the
+identity after the exit. File timestamps tick coarsely (4 ms on ext4, 1-2 s on network and FAT
+filesystems) while the runner's clock is precise, so comparing the two called fresh files stale.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import resource
@@ -19,6 +25,65 @@ from runner.jobs import FailureClass, MetricsCheck
 REQUIRED_COLUMNS = ("model", "metric", "amplitude", "phase", "value")
 MAX_METRICS_BYTES = 64 << 20
 LOW_SPACE_BYTES = 1 << 20  # a filesystem with less free space than this counts as full
+# The coarsest file timestamps in common use (FAT's 2 s). Used only for attempts launched by a runner
+# that recorded no identity of the metrics file (before ledger schema 6).
+LEGACY_TICK_NS = 2_000_000_000
+
+FileId = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns: all from the file's filesystem
+
+
+def file_id(path: Path) -> FileId | None:
+    """The identity of the file at `path` now, or None when there is none. The file is opened, not
+    only stat-ed: on NFS an open revalidates attributes a client may have cached."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:  # e.g. unreadable: its metadata still identifies it
+        try:
+            return _id(os.stat(path))
+        except FileNotFoundError:
+            return None
+    try:
+        return _id(os.fstat(fd))
+    finally:
+        os.close(fd)
+
+
+def _id(stat: os.stat_result) -> FileId:
+    # No st_dev: a runner resumed on another host of a cluster sees another device number for
+    # the same network file.
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+@dataclass(frozen=True)
+class PriorFile:
+    """The metrics file as it was just before an attempt launched: the attempt's output is fresh
+    only if the file after the exit is not this one."""
+
+    file_id: FileId | None  # None: there was no file
+    legacy_started_ns: int | None = None  # for attempts whose runner recorded no identity
+
+    @classmethod
+    def now(cls, path: Path) -> "PriorFile":
+        return cls(file_id(path))
+
+    def to_ledger(self) -> str:
+        return json.dumps(self.file_id)
+
+    @classmethod
+    def from_ledger(cls, text: str | None, started_ns: int) -> "PriorFile":
+        if text is None:  # launched by an older runner: only its start time is known
+            return cls(None, legacy_started_ns=started_ns)
+        found = json.loads(text)
+        return cls(tuple(found) if found is not None else None)
+
+    def stale(self, current: FileId) -> bool:
+        if self.legacy_started_ns is not None:
+            # A clock and a file time compared, so only with a margin of the coarsest tick:
+            # a file written more than 2 s before the launch was left by an earlier run.
+            return current[2] < self.legacy_started_ns - LEGACY_TICK_NS
+        return current == self.file_id
 
 
 @dataclass(frozen=True)
@@ -39,28 +104,31 @@ def _number(text: str | None) -> float | None:
     return number if number is not None and math.isfinite(number) else None
 
 
-def read_metrics(check: MetricsCheck, launched_ns: int) -> tuple[list[MetricRow], str | None]:
+def read_metrics(check: MetricsCheck, prior: PriorFile) -> tuple[list[MetricRow], str | None]:
     """The metric rows of a finished attempt, and what disqualifies them (None when they prove
-    success)."""
+    success). `prior`: the file as it was before the attempt launched."""
     path = check.path
     try:
-        stat = path.stat()
+        f = open(path, newline="", encoding="utf-8")
     except FileNotFoundError:
         return [], f"exit 0 but no {path.name} in {path.parent}"
-    if stat.st_mtime_ns < launched_ns:
-        return [], f"exit 0 but {path.name} is older than this attempt (left by an earlier run)"
-    if stat.st_size > MAX_METRICS_BYTES:
-        return [], f"{path.name} is {stat.st_size} bytes, too large to be a metrics table"
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
+    except OSError as exc:
+        return [], f"{path.name} cannot be read: {exc}"
+    with f:  # identity and content from the one open file: a rename in between cannot mix them
+        stat = os.fstat(f.fileno())
+        if prior.stale(_id(stat)):
+            return [], f"exit 0 but {path.name} was not written by this attempt (left by an earlier run)"
+        if stat.st_size > MAX_METRICS_BYTES:
+            return [], f"{path.name} is {stat.st_size} bytes, too large to be a metrics table"
+        try:
             reader = csv.DictReader(f)
             missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
             if missing_columns:
                 return [], f"{path.name} lacks columns {', '.join(missing_columns)}"
             rows = [MetricRow(r["model"] or "", r["metric"] or "", _number(r["amplitude"]),
                               _number(r["phase"]), _number(r["value"])) for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return [], f"{path.name} cannot be read: {exc}"
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            return [], f"{path.name} cannot be read: {exc}"
     seen = set()
     for row in rows:
         if (row.model, row.metric) in seen:

@@ -24,7 +24,7 @@ from runner.executors import Ended, LaunchError, LaunchSpec
 from runner.executors.local import LocalExecutor
 from runner.jobs import FailureClass, Job, Outcome, RunningAttempt
 from runner.ledger import Ledger
-from runner.results import classify_exit, disk_full_signal, no_space, read_metrics, split_status
+from runner.results import PriorFile, classify_exit, disk_full_signal, no_space, read_metrics, split_status
 from runner.slots import Device, Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -157,14 +157,15 @@ class Scheduler:
 
     async def _attempt(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], slot: Slot) -> None:
         token = uuid.uuid4().hex
+        # What the metrics file is before the launch: after the exit it must be another file.
+        prior = PriorFile.now(job.check.path) if job.check else PriorFile(None)
         attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
             job_id, self.run_id, job, list(argv), slot.name,
             self.executor.device_label(slot.device.visible_id), slot.device.uuid, token,
-            log_paths(job), self.executor.name)
+            log_paths(job), self.executor.name, prior.to_ledger())
         faults.pause_point("attempt_row")
         self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
         started = time.monotonic()
-        launched_ns = time.time_ns()
         try:
             handle = await self.executor.launch(LaunchSpec(
                 argv, job.cwd, self._environment(job, slot, token), stdout_log, stderr_log, token))
@@ -172,7 +173,7 @@ class Scheduler:
             failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
             outcome = Outcome(False, failure_class=failure, detail=str(exc))
         else:
-            outcome = await self._follow_handle(job, handle, attempt_id, launched_ns,
+            outcome = await self._follow_handle(job, handle, attempt_id, prior,
                                                 (stdout_log, stderr_log), record=True)
         await self._finish(job, job_id, tries, argv, attempt_id, number, slot, outcome,
                            round(time.monotonic() - started, 3), stderr_log)
@@ -182,7 +183,8 @@ class Scheduler:
         self.on_event(Event("reattached", job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
         launched = datetime.fromisoformat(attempt.started_at)
         handle = self.executor.attach(attempt.slurm_job_id)
-        outcome = await self._follow_handle(job, handle, attempt.attempt_id, int(launched.timestamp() * 1e9),
+        prior = PriorFile.from_ledger(attempt.metrics_before, int(launched.timestamp() * 1e9))
+        outcome = await self._follow_handle(job, handle, attempt.attempt_id, prior,
                                             (attempt.stdout_log, attempt.stderr_log), record=False)
         duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
         await self._finish(job, attempt.job_id, 0, attempt.argv, attempt.attempt_id, attempt.number,
@@ -220,7 +222,7 @@ class Scheduler:
             self.on_event(Event("retrying", job, tries + 1, slot, outcome))
             self._queue.append((job, job_id, tries + 1, argv))
 
-    async def _follow_handle(self, job: Job, handle, attempt_id: int, launched_ns: int,
+    async def _follow_handle(self, job: Job, handle, attempt_id: int, prior: PriorFile,
                              logs: tuple[Path, Path], record: bool) -> Outcome | None:
         try:
             recorded = None
@@ -229,7 +231,7 @@ class Scheduler:
                 # Not awaited yet: committed with the next batch, in order, while the command runs
                 # (a runner that dies before finds a local child by its token, a SLURM job by name).
                 recorded = self.ledger.record_launch(attempt_id, handle.ledger_fields())
-            outcome = await self._wait(job, handle, attempt_id, launched_ns, logs)
+            outcome = await self._wait(job, handle, attempt_id, prior, logs)
             if recorded is not None:
                 await recorded
             return outcome
@@ -239,7 +241,7 @@ class Scheduler:
             await asyncio.shield(self.executor.interrupt(handle, self.policy.grace))
             raise
 
-    async def _wait(self, job: Job, handle, attempt_id: int, launched_ns: int,
+    async def _wait(self, job: Job, handle, attempt_id: int, prior: PriorFile,
                     logs: tuple[Path, Path]) -> Outcome | None:
         async def report(status) -> None:  # what the cluster says, recorded as it is seen
             await self.ledger.record_slurm_state(attempt_id, status.state, status.node, status.exit)
@@ -252,7 +254,7 @@ class Scheduler:
                 ended = exited.result()
                 if await self.executor.clean_up(handle, self.policy.grace):
                     log.warning("%s: killed processes its command left running", job.key)
-                return self._judge(job, ended, launched_ns, logs)
+                return self._judge(job, ended, prior, logs)
             if self._stop.is_set():
                 ended = await self.executor.interrupt(handle, self.policy.grace)
                 if ended is None:
@@ -266,7 +268,7 @@ class Scheduler:
         code, sig = split_status(ended.status) if ended.status is not None else (None, None)
         return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
 
-    def _judge(self, job: Job, ended: Ended, launched_ns: int, logs: tuple[Path, Path]) -> Outcome:
+    def _judge(self, job: Job, ended: Ended, prior: PriorFile, logs: tuple[Path, Path]) -> Outcome:
         returncode = ended.status
         if ended.failure is not None:  # the cluster ended it for its own reason
             code, sig = split_status(returncode) if returncode is not None else (None, None)
@@ -277,7 +279,7 @@ class Scheduler:
         elif job.check is None:  # --success exit-code
             return Outcome(True, exit_code=0)
         else:
-            rows, problem = read_metrics(job.check, launched_ns)
+            rows, problem = read_metrics(job.check, prior)
             if not problem:
                 return Outcome(True, metrics=tuple(rows), exit_code=0)
             failure, code, sig, detail = FailureClass.NO_METRICS, 0, None, problem

@@ -30,7 +30,7 @@ from fixture_study import make_study
 from helpers import pid_alive, processes_with_env, runner_cmd, runner_env
 from runner import ledger as ledger_module
 from runner.jobs import MetricsCheck
-from runner.results import read_metrics
+from runner.results import PriorFile, read_metrics
 from runner.study import EXPECTED_MODELS, METRICS_FILE
 
 pytestmark = pytest.mark.reliability
@@ -170,7 +170,8 @@ def check_guarantees(trial: Trial, ledger: Path, launches: Path, mark: str) -> l
         if state == "succeeded" and not succeeded:
             problems.append(f"{key}: job succeeded without a succeeded attempt")
         for a in succeeded:
-            rows, problem = read_metrics(MetricsCheck(Path(a["output_dir"]) / METRICS_FILE, EXPECTED_MODELS), 0)
+            rows, problem = read_metrics(MetricsCheck(Path(a["output_dir"]) / METRICS_FILE, EXPECTED_MODELS),
+                                         PriorFile(None))
             if problem:
                 problems.append(f"{key}: attempt {a['number']} succeeded but {problem}")
             elif metrics.get(a["attempt_id"]) != len(rows):

@@ -131,9 +131,9 @@ def test_status_reads_a_ledger_whose_path_holds_uri_characters(tmp_path):
 
 def test_an_oversized_metrics_file_is_not_parsed(tmp_path):
     from runner.jobs import MetricsCheck
-    from runner.results import MAX_METRICS_BYTES, read_metrics
+    from runner.results import MAX_METRICS_BYTES, PriorFile, read_metrics
     path = tmp_path / "comparison_metrics.csv"
     with open(path, "wb") as f:
         f.truncate(MAX_METRICS_BYTES + 1)  # sparse
-    rows, problem = read_metrics(MetricsCheck(path, ("PtychoPINN",)), 0)
+    rows, problem = read_metrics(MetricsCheck(path, ("PtychoPINN",)), PriorFile(None))
     assert rows == [] and "too large to be a metrics table" in problem

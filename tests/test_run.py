@@ -123,7 +123,7 @@ def test_metrics_left_by_an_earlier_attempt_do_not_count(study):
     result = run_runner(study, *ONE, "--force", behaviour={"*": {"no_metrics": True}})
     assert result.returncode == 1
     last = attempts(study)[-1]
-    assert last["failure_class"] == "no_metrics" and "older than this attempt" in last["failure_detail"]
+    assert last["failure_class"] == "no_metrics" and "not written by this attempt" in last["failure_detail"]
 
 
 @pytest.mark.parametrize("signame", ["SIGSEGV", "SIGKILL"])  # a crash; the kernel's OOM killer
