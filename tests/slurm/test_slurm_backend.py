@@ -4,6 +4,7 @@ real slurmctld and slurmd, real sbatch/squeue/scancel, the fake compare script a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sqlite3
@@ -184,6 +185,29 @@ def test_a_runner_killed_mid_run_re_attaches_on_restart_without_resubmitting(stu
     assert sorted(c["condition"] for c in records(record)) == sorted(r["key"] for r in rows)
     reattached = [r for r in rows if r["slurm_job_id"] in ids]
     assert {r["run_id"] for r in reattached} == {1} and all(r["number"] == 1 for r in reattached)
+
+
+def test_a_re_attached_job_that_wrote_no_metrics_is_refused_despite_an_earlier_file(study):
+    """Re-attach judges freshness by the metrics file's identity stored with the attempt row, not
+    by comparing the file's mtime with the recorded start: here the earlier run's file carries a
+    time after the launch, and the re-attached job writes none."""
+    assert run_runner(study, *ONE, *SLURM, timeout=180).returncode == 0
+    csv = study / "analysis/dose_1000/dense/train/comparison_metrics.csv"
+    future = time.time() + 600
+    os.utime(csv, (future, future))
+    runner = start_runner(study, *ONE, *SLURM, "--force", behaviour={"*": {"sleep": 4, "no_metrics": True}})
+    try:
+        wait_for(lambda: len(rows := attempts(study)) == 2 and rows[1]["slurm_state"] == "RUNNING",
+                 timeout=90, interval=0.3)
+        runner.send_signal(signal.SIGKILL)
+        runner.wait(timeout=30)
+    finally:
+        runner.kill()
+    again = run_runner(study, *ONE, *SLURM, behaviour={"*": {"no_metrics": True}}, timeout=180)
+    assert "still running on SLURM" in again.stdout
+    last = attempts(study)[-1]
+    assert (last["number"], last["failure_class"]) == (2, "no_metrics")
+    assert "not written by this attempt" in last["failure_detail"]
 
 
 def test_a_local_run_refuses_a_ledger_with_attempts_still_on_slurm(study):
