@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, machine, make_tree, measure, median, runner_cmd, runner_env  # noqa: E402
 from runner.config import build_settings  # noqa: E402
-from runner.jobs import FailureClass, Outcome  # noqa: E402
+from runner.jobs import AttemptStart, FailureClass, Outcome  # noqa: E402
 from runner.ledger import Ledger  # noqa: E402
 from runner.results import MetricRow  # noqa: E402
 from runner.study import plan  # noqa: E402
@@ -51,10 +51,12 @@ async def fill(ledger_path: Path, study: Path, runs: int, seed: int) -> None:
 
             async def one(job):
                 job_id = rows[job.key][0]
-                attempt_id, *_ = await ledger.start_attempt(
-                    job_id, run_id, job, list(job.argv), "cpu0", "", None, f"{run}-{job_id}",
+                attempt = await ledger.start_attempt(
+                    AttemptStart(job_id, job.key, run_id, job.argv, job.fingerprint, "cpu0", "", None,
+                                 f"{run}-{job_id}", "local"),
                     lambda n, j=job: (j.output_dir / f"logs/attempt-{n}.stdout.log",
                                       j.output_dir / f"logs/attempt-{n}.stderr.log"))
+                attempt_id = attempt.attempt_id
                 ok = last or rng.random() < 0.7
                 outcome = (Outcome(True, metrics=METRICS if last else (), exit_code=0) if ok else
                            Outcome(False, exit_code=1, failure_class=FailureClass.EXIT_CODE, detail="exit code 1"))

@@ -1,5 +1,5 @@
-"""Command line: `python -m runner run|status|report`. Parses arguments, wires the pieces together,
-turns user errors into one `runner: error: ...` line and an exit code.
+"""Command line: `python -m runner run|status|report`. Parses arguments, calls the command (a run
+is wired in `app`), prints, and turns user errors into one `runner: error: ...` line and an exit code.
 
 Exit codes of `run`: 0 every planned job has succeeded (now or in an earlier run); 1 some job
 failed, was interrupted or is blocked; 2 bad input, nothing launched; 128+N stopped by signal N.
@@ -22,7 +22,6 @@ from runner import __version__
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runner.config import Settings
-    from runner.jobs import Job
 
 
 class UsageError(Exception):
@@ -123,174 +122,28 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return build_settings(cli)
 
 
-def git_commit(folder: Path) -> str | None:
-    """HEAD of the checkout holding the compare script, '+dirty' when it has local changes."""
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=30).stdout.strip()
-        return head.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def invocation() -> list[str]:
-    """How this runner was started, as a command a user could paste."""
-    if sys.argv[0].endswith("__main__.py"):
-        return [sys.executable, "-m", "runner", *sys.argv[1:]]
-    return list(sys.argv)
-
-
-def ensure_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".runner-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        from runner.config import ConfigError
-        raise ConfigError(f"artifact root {folder} cannot be written ({exc.strerror}); "
-                          "choose another --artifact-root") from None
-
-
 def command_run(args: argparse.Namespace) -> int:
-    import asyncio
     import shlex
-    import shutil
 
-    from runner import manifest
-    from runner.config import ConfigError
-    from runner.ledger import probe
-    from runner.lock import RunnerLock
-    from runner.mounts import network_filesystem_warning
-    from runner.slots import Device, Slot, build_slots, parse_gpus
-    from runner.study import check_compare_command, plan
+    from runner import app
 
     # Everything this run creates (ledger, logs, manifests, the folders holding them, and, through
     # the inherited umask, the commands' outputs) is readable by the user only.
     os.umask(0o077)
     settings = settings_from_args(args)
-    jobs = plan(settings)
-    ensure_writable(settings.artifact_root)
     if settings.dry_run:
-        manifest_path, summary_path = manifest.write_plan(settings.artifact_root, jobs)
+        jobs, manifest_path, summary_path = app.dry_run(settings)
         for number, job in enumerate(jobs, 1):
             state = f"  # blocked: {job.blocked_reason}" if job.blocked_reason else ""
             print(f"{number:3d}. {shlex.join(job.argv)}{state}")
         print(f"dry run: {len(jobs)} jobs planned, nothing launched; plan in {manifest_path} and {summary_path}")
         return 0
-    check_compare_command(settings)
-    if settings.backend == "slurm":
-        if shutil.which("sbatch") is None:
-            raise ConfigError("--backend slurm: sbatch is not on PATH; run on a host that submits to the cluster")
-        # Seats cap how many of our jobs are queued or running at once; SLURM picks the GPUs.
-        slots = [Slot(f"slurm{i}", Device("")) for i in range(settings.max_parallel or max(1, len(jobs)))]
-    else:
-        slots = build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
-    warning = network_filesystem_warning(settings.ledger)
-    if warning:
-        print(f"runner: warning: {warning}", file=sys.stderr)
-    probe(settings.ledger)  # before the lock file is made beside it
-    lock = RunnerLock(settings.ledger)
-    lock.acquire()
-    try:
-        return asyncio.run(drive(settings, jobs, slots))
-    finally:
-        lock.release()
-
-
-def make_executor(settings: Settings):
-    if settings.backend == "slurm":
-        from runner.executors.slurm import SlurmExecutor, SlurmOptions
-
-        return SlurmExecutor(SlurmOptions(
-            settings.partition, settings.time, settings.account, settings.cpus_per_task, settings.mem,
-            settings.sbatch_args, settings.on_interrupt))
-    from runner.executors.local import LocalExecutor
-
-    return LocalExecutor()
-
-
-async def drive(settings: Settings, jobs: list[Job], slots) -> int:
-    import asyncio
-    import getpass
-    import signal
-    import socket
-
-    from runner import manifest
-    from runner.ledger import Ledger
-    from runner.progress import Progress
-    from runner.resume import reconcile, select
-    from runner.scheduler import Policy, Scheduler, longest_first
-    from runner.slots import SlotPool
-
-    ledger = await Ledger.open(settings.ledger)
-    progress = Progress(total=0)
-    executor = make_executor(settings)
-    try:
-        notes, still_running = await reconcile(ledger, settings.grace, executor)
-        for note in notes:
-            progress.message(f"resume  {note}")
-        by_key = {job.key: job for job in jobs}
-        reattach = [(by_key[a.job_key], a) for a in still_running if a.job_key in by_key]
-        for attempt in still_running:
-            if attempt.job_key not in by_key:
-                progress.message(f"resume  {attempt.job_key}: SLURM job {attempt.slurm_job_id} is not in "
-                                 "this run's plan; left to a later run")
-        run_id = await ledger.begin_run(
-            socket.gethostname(), getpass.getuser(), os.getpid(), invocation(), __version__,
-            git_commit(settings.workdir),
-            [{"slot": s.name, "device": s.device.visible_id, "gpu_uuid": s.device.uuid} for s in slots])
-        rows = await ledger.sync_jobs(jobs, run_id)
-        selection = await select(ledger, jobs, rows, settings.force, settings.only_failed,
-                                 frozenset(job.key for job, _ in reattach))
-        progress.total = len(selection.to_run) + len(reattach)
-        devices = sorted({s.device.visible_id or "cpu" for s in slots})
-        progress.message(f"run {run_id}: {len(jobs)} jobs planned, {len(selection.to_run)} to run, "
-                         f"{len(selection.skipped)} already done, {len(selection.blocked)} blocked"
-                         + (f", {len(reattach)} still running on SLURM" if reattach else "")
-                         + (f"; up to {len(slots)} SLURM jobs at once" if settings.backend == "slurm"
-                            else f"; {len(slots)} slots on {', '.join(devices)}")
-                         + f"; ledger {settings.ledger}")
-        for job in selection.blocked:
-            progress.message(f"blocked {job.key}: {job.blocked_reason}")
-        work = selection.to_run
-        if settings.order == "longest-first" and len(work) > 1:
-            work = longest_first(work, await ledger.expected_durations())
-        scheduler = Scheduler(ledger, SlotPool(slots), run_id,
-                              Policy(settings.timeout, settings.grace, settings.retries), progress,
-                              executor)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.add_signal_handler(sig, scheduler.request_stop, sig)
-        ticker = asyncio.create_task(progress.tick())
-        try:
-            await scheduler.run(work, reattach)
-        finally:
-            ticker.cancel()
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        stopped = scheduler.stop_signal
-        await ledger.end_run(run_id, "interrupted" if stopped else "completed")
-        results = await ledger.run_results(run_id)
-        try:
-            manifest_path = manifest.write_results(settings.artifact_root, results)
-        except OSError as exc:  # e.g. a full disk: the ledger holds every result anyway
-            manifest_path = None
-            print(f"runner: warning: cannot write comparison_manifest.json in {settings.artifact_root} "
-                  f"({exc.strerror}); the ledger has the results", file=sys.stderr)
-    finally:
-        progress.close()
-        await ledger.close()
-    states = [r["state"] for r in results]
-    print(f"run {run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
+    summary = app.run(settings, warn=lambda line: print(f"runner: warning: {line}", file=sys.stderr))
+    states = summary.states
+    stopped = summary.stop_signal
+    print(f"run {summary.run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
           + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-          + (f"; manifest {manifest_path}" if manifest_path else "")
+          + (f"; manifest {summary.manifest}" if summary.manifest else "")
           + f"; see `python -m runner status --ledger {settings.ledger}`")
     if stopped:
         return 128 + stopped
@@ -307,6 +160,7 @@ def ledger_from_args(args: argparse.Namespace) -> Path:
 
 def command_report(args: argparse.Namespace) -> int:
     from runner import report
+    from runner.app import ensure_writable
 
     ledger = ledger_from_args(args)
     out = Path(args.out).expanduser().resolve() if args.out else ledger.parent / "report"

@@ -3,6 +3,7 @@ into one frozen dataclass. Every user mistake here raises ConfigError with a one
 
 from __future__ import annotations
 
+import enum
 import os
 import shlex
 import sys
@@ -14,17 +15,42 @@ from typing import Any
 VIEWS = ("dense", "sparse")
 SPLITS = ("train", "test")
 TEST_DATA_SOURCES = ("phase_c", "phase_d")
-BACKENDS = ("local", "slurm")
-ON_INTERRUPT = ("cancel", "leave")
 # sbatch options the runner sets itself on every submission.
 OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
                       "--wrap", "--parsable", "--open-mode"}
-# How an attempt proves success: exit 0 and a complete metrics file (the default), or exit 0 alone
-# (for commands that write no metrics, e.g. when benchmarking the runner itself).
-SUCCESS_RULES = ("metrics", "exit-code")
-# Launch order: longest expected duration first (from the ledger's earlier successes), or the
-# study's plan order.
-ORDERS = ("longest-first", "plan")
+
+
+class Backend(str, enum.Enum):
+    """Where attempts run."""
+
+    LOCAL = "local"  # child processes of this runner
+    SLURM = "slurm"  # one sbatch job per attempt
+
+
+class SuccessRule(str, enum.Enum):
+    """What proves an attempt succeeded."""
+
+    METRICS = "metrics"  # exit 0 and a complete metrics file written by the attempt (the default)
+    EXIT_CODE = "exit-code"  # exit 0 alone (commands that write no metrics, e.g. benchmarks)
+
+
+class Order(str, enum.Enum):
+    """Launch order."""
+
+    LONGEST_FIRST = "longest-first"  # by the durations of earlier successes, never-run jobs first
+    PLAN = "plan"  # the study's plan order
+
+
+class OnInterrupt(str, enum.Enum):
+    """What a stopped runner does with its SLURM jobs."""
+
+    CANCEL = "cancel"
+    LEAVE = "leave"  # keep running, for the next run to re-attach
+
+
+# Settings whose value is one of an enum's, with the flag that names them.
+CHOICES: dict[str, type[enum.Enum]] = {"backend": Backend, "success": SuccessRule, "order": Order,
+                                       "on_interrupt": OnInterrupt}
 DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
 
 
@@ -54,19 +80,19 @@ class Settings:
     timeout: float | None = None
     grace: float = 10.0
     retries: int = 0
-    success: str = "metrics"
-    order: str = "longest-first"
+    success: SuccessRule = SuccessRule.METRICS
+    order: Order = Order.LONGEST_FIRST
     force: bool = False
     only_failed: bool = False
     dry_run: bool = False
-    backend: str = "local"  # 'local' or 'slurm'
+    backend: Backend = Backend.LOCAL
     partition: str | None = None  # the SLURM settings below apply with backend 'slurm'
     time: str | None = None
     account: str | None = None
     cpus_per_task: int | None = None
     mem: str | None = None
     sbatch_args: tuple[str, ...] = ()
-    on_interrupt: str = "cancel"
+    on_interrupt: OnInterrupt = OnInterrupt.CANCEL
 
     def test_data_source(self, view: str) -> str:
         return dict(self.test_data).get(view, "phase_c")
@@ -92,8 +118,7 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
     "checkpoint_name": (_TEXT, "a file name"),
     "gpus": ((str, int), "a string such as \"auto\" or \"0,1\""),
-    **{key: (_TEXT, "one of " + ", ".join(choices)) for key, choices in (
-        ("success", SUCCESS_RULES), ("order", ORDERS), ("backend", BACKENDS), ("on_interrupt", ON_INTERRUPT))},
+    **{key: (_TEXT, "one of " + ", ".join(m.value for m in choices)) for key, choices in CHOICES.items()},
     **{key: ((str, int), "a word or a number") for key in ("partition", "time", "account", "mem")},
     "cpus_per_task": ((int,), "an integer"),
     **{key: ((str, list), "a string or a list of strings") for key in ("sbatch_args", "sbatch_arg")},
@@ -178,14 +203,20 @@ def _test_data(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(mapping.items())
 
 
+def _choice(merged: dict[str, Any], key: str) -> enum.Enum:
+    """The enum member a choice setting names (its default when absent)."""
+    kind = CHOICES[key]
+    value = merged.get(key, getattr(Settings, key).value)
+    try:
+        return kind(str(value))
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise ConfigError(f"--{key.replace('_', '-')} {value!r} is not one of {allowed}") from None
+
+
 def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
     """The backend and its SLURM settings, checked."""
-    backend = str(merged.get("backend", "local"))
-    if backend not in BACKENDS:
-        raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
-    on_interrupt = str(merged.get("on_interrupt", "cancel"))
-    if on_interrupt not in ON_INTERRUPT:
-        raise ConfigError(f"--on-interrupt {on_interrupt!r} is not one of {', '.join(ON_INTERRUPT)}")
+    backend, on_interrupt = _choice(merged, "backend"), _choice(merged, "on_interrupt")
     values = {}
     for name in ("partition", "time", "account", "mem"):
         value = merged.get(name)
@@ -199,10 +230,10 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
         if str(arg).split("=", 1)[0] in OWN_SBATCH_OPTIONS:
             raise ConfigError(f"--sbatch-arg {arg!r}: the runner sets {str(arg).split('=', 1)[0]} itself")
     slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem") if merged.get(n) is not None]
-    if backend == "local" and (slurm_given or sbatch_args):
+    if backend is Backend.LOCAL and (slurm_given or sbatch_args):
         name = slurm_given[0] if slurm_given else "sbatch_arg"
         raise ConfigError(f"--{name.replace('_', '-')} applies to --backend slurm only")
-    if backend == "slurm" and merged.get("timeout") is not None:
+    if backend is Backend.SLURM and merged.get("timeout") is not None:
         raise ConfigError("--timeout counts queueing time on SLURM; give SLURM's limit with --time instead")
     cpus = merged.get("cpus_per_task")
     return dict(values, backend=backend, on_interrupt=on_interrupt,
@@ -277,12 +308,6 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
     if not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigError(f"--grace must be a number of seconds >= 0, got {grace!r}")
     max_parallel = merged.get("max_parallel")
-    success = merged.get("success", "metrics")
-    if success not in SUCCESS_RULES:
-        raise ConfigError(f"--success {success!r} is not one of {', '.join(SUCCESS_RULES)}")
-    order = merged.get("order", "longest-first")
-    if order not in ORDERS:
-        raise ConfigError(f"--order {order!r} is not one of {', '.join(ORDERS)}")
     if merged.get("force") and merged.get("only_failed"):
         raise ConfigError("--force and --only-failed contradict each other; give one")
     ledger = merged.get("ledger")
@@ -304,7 +329,7 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         timeout=float(timeout) if timeout is not None else None,
         grace=float(grace),
         retries=_int(merged.get("retries", 0), "--retries", 0),
-        success=success, order=order,
+        success=_choice(merged, "success"), order=_choice(merged, "order"),
         force=bool(merged.get("force")), only_failed=bool(merged.get("only_failed")),
         dry_run=bool(merged.get("dry_run")),
         **_slurm(merged),

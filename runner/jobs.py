@@ -102,21 +102,41 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class RunningAttempt:
-    """An attempt the ledger says is running: what reconciliation needs to find its process."""
+class AttemptStart:
+    """What is known of an attempt before its row is written: the row is committed before the
+    command is launched."""
+
+    job_id: int
+    job_key: str
+    run_id: int
+    argv: tuple[str, ...]
+    fingerprint: str
+    slot: str
+    device: str | None  # what the executor records for the slot's device
+    gpu_uuid: str | None
+    token: str
+    backend: str
+    metrics_before: str | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One launch of a job's command, as its ledger row says: what the scheduler follows, the
+    executors identify and reconciliation recovers."""
 
     attempt_id: int
     job_id: int
     job_key: str
-    pid: int | None
-    pgid: int | None
-    process_start: str | None
-    token: str
-    started_at: str
-    backend: str  # 'local' or 'slurm'
-    slurm_job_id: str | None
-    number: int
+    number: int  # 1, 2, ... per job
+    token: str  # RUNNER_ATTEMPT_TOKEN: every process of the attempt carries it
+    argv: tuple[str, ...]
     stdout_log: Path
     stderr_log: Path
-    argv: tuple[str, ...]
+    started_at: str  # UTC, ISO-8601
+    backend: str  # 'local' or 'slurm'
     metrics_before: str | None = None  # the metrics file before the launch (results.PriorFile)
+    # What identifies it once launched: its process (local) or its SLURM job.
+    pid: int | None = None
+    pgid: int | None = None
+    process_start: str | None = None
+    slurm_job_id: str | None = None

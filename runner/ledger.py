@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, TypeVar
 
-    from runner.jobs import Job, JobState, Outcome, RunningAttempt
+    from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
 
     T = TypeVar("T")
     Op = Callable[[sqlite3.Connection], Any]
@@ -397,31 +397,28 @@ class Ledger:
 
     # The three events of an attempt are queued when called and return a future: the scheduler
     # awaits the attempt row before it spawns, and lets the others share later commits.
-    def start_attempt(self, job_id: int, run_id: int, job: Job, argv: list[str],
-                      slot: str, device: str | None, gpu_uuid: str | None, token: str,
-                      log_paths: Callable[[int], tuple[Path, Path]],
-                      backend: str = "local", metrics_before: str | None = None,
-                      ) -> asyncio.Future[tuple[int, int, Path, Path]]:
-        """The attempt row, to be committed before anything is spawned: id, number, log paths.
-        `metrics_before`: the identity of the metrics file before the launch (results.PriorFile)."""
-        from runner.jobs import JobState
+    def start_attempt(self, start: AttemptStart,
+                      log_paths: Callable[[int], tuple[Path, Path]]) -> asyncio.Future[Attempt]:
+        """The attempt row, to be committed before anything is spawned."""
+        from runner.jobs import Attempt, JobState
 
-        def op(db: sqlite3.Connection) -> tuple[int, int, Path, Path]:
-            (number,) = db.execute(QUERIES["next_attempt_number"], {"job_id": job_id}).fetchone()
+        def op(db: sqlite3.Connection) -> Attempt:
+            (number,) = db.execute(QUERIES["next_attempt_number"], {"job_id": start.job_id}).fetchone()
             stdout_log, stderr_log = log_paths(number)
             while stdout_log.exists() or stderr_log.exists():  # a start a power loss took (see above)
                 number += 1
                 stdout_log, stderr_log = log_paths(number)
             now = utc_now()
             attempt_id = db.execute(QUERIES["insert_attempt"], {
-                "job_id": job_id, "run_id": run_id, "number": number, "token": token,
-                "argv": json.dumps(argv), "fingerprint": job.fingerprint, "slot": slot,
-                "device": device, "gpu_uuid": gpu_uuid, "started_at": now,
-                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": backend,
-                "metrics_before": metrics_before}).lastrowid
+                "job_id": start.job_id, "run_id": start.run_id, "number": number, "token": start.token,
+                "argv": json.dumps(list(start.argv)), "fingerprint": start.fingerprint, "slot": start.slot,
+                "device": start.device, "gpu_uuid": start.gpu_uuid, "started_at": now,
+                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": start.backend,
+                "metrics_before": start.metrics_before}).lastrowid
             db.execute(QUERIES["set_job_state"], {
-                "job_id": job_id, "state": JobState.RUNNING.value, "blocked_reason": None, "now": now})
-            return attempt_id, number, stdout_log, stderr_log
+                "job_id": start.job_id, "state": JobState.RUNNING.value, "blocked_reason": None, "now": now})
+            return Attempt(attempt_id, start.job_id, start.job_key, number, start.token, start.argv,
+                           stdout_log, stderr_log, now, start.backend, start.metrics_before)
         return self._submit(op, durable=False)
 
     def record_launch(self, attempt_id: int, fields: dict) -> asyncio.Future[None]:
@@ -466,16 +463,16 @@ class Ledger:
                 "job_id": job_id, "state": job_state.value, "blocked_reason": None, "now": now})
         return self._submit(op)
 
-    async def running_attempts(self) -> list[RunningAttempt]:
-        from runner.jobs import RunningAttempt
+    async def running_attempts(self) -> list[Attempt]:
+        from runner.jobs import Attempt
 
-        rows = await self._write(lambda db: db.execute(QUERIES["running_attempts"]).fetchall())
-        return [RunningAttempt(attempt_id=r[0], job_id=r[1], job_key=r[7], pid=r[2], pgid=r[3],
-                               process_start=r[4], token=r[5], started_at=r[6], backend=r[8],
-                               slurm_job_id=r[9], number=r[10], stdout_log=Path(r[11]),
-                               stderr_log=Path(r[12]), argv=tuple(json.loads(r[13])),
-                               metrics_before=r[14])
-                for r in rows]
+        def op(db: sqlite3.Connection) -> list[Attempt]:
+            cursor = db.execute(QUERIES["running_attempts"])
+            columns = [d[0] for d in cursor.description]  # the query names every field of Attempt
+            rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+            return [Attempt(**{**row, "argv": tuple(json.loads(row["argv"])), "stdout_log": Path(row["stdout_log"]),
+                               "stderr_log": Path(row["stderr_log"])}) for row in rows]
+        return await self._write(op)
 
     async def expected_durations(self) -> dict[int, float]:
         """Per job id: how long its latest successful attempt ran (jobs that never succeeded are

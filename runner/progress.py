@@ -8,7 +8,7 @@ import sys
 import time
 from typing import TextIO
 
-from runner.scheduler import Event
+from runner.scheduler import Event, EventKind
 
 
 class Progress:
@@ -41,11 +41,11 @@ class Progress:
 
     def __call__(self, event: Event) -> None:
         device = event.slot.device.visible_id
-        if event.kind == "started":
+        if event.kind is EventKind.STARTED:
             self.running += 1
             pinned = f" (CUDA_VISIBLE_DEVICES={device})" if device else ""
             self._write(f"start   {event.job.key}  attempt {event.attempt} on {event.slot.name}{pinned}")
-        elif event.kind == "finished":
+        elif event.kind is EventKind.FINISHED:
             self.running -= 1
             outcome = event.outcome
             if outcome.succeeded:
@@ -55,14 +55,14 @@ class Progress:
                 self.failed += 1
                 self._write(f"FAILED  {event.job.key}  attempt {event.attempt}: "
                             f"{outcome.failure_class.value} ({outcome.detail}); log {event.stderr_log}")
-        elif event.kind == "reattached":
+        elif event.kind is EventKind.REATTACHED:
             self.running += 1
             self._write(f"follow  {event.job.key}  attempt {event.attempt}: still running on SLURM")
-        elif event.kind == "left":
+        elif event.kind is EventKind.LEFT:
             self.running -= 1
             self._write(f"left    {event.job.key}  attempt {event.attempt} running on SLURM "
                         "(--on-interrupt leave); the next run re-attaches")
-        elif event.kind == "retrying":
+        elif event.kind is EventKind.RETRYING:
             self.failed -= 1
             self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")
 

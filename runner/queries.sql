@@ -80,8 +80,10 @@ WHERE attempt_id = :attempt_id AND state = 'running';
 
 -- name: running_attempts
 -- Attempts some runner left running: the candidates for reconciliation.
-SELECT a.attempt_id, a.job_id, a.pid, a.pgid, a.process_start, a.token, a.started_at, j.key,
-       a.backend, a.slurm_job_id, a.number, a.stdout_log, a.stderr_log, a.argv, a.metrics_before
+-- Its columns are the fields of jobs.Attempt, by name.
+SELECT a.attempt_id, a.job_id, j.key AS job_key, a.number, a.token, a.argv, a.stdout_log,
+       a.stderr_log, a.started_at, a.backend, a.metrics_before, a.pid, a.pgid, a.process_start,
+       a.slurm_job_id
 FROM attempts a JOIN jobs j USING (job_id)
 WHERE a.state = 'running'
 ORDER BY a.attempt_id;

@@ -1,5 +1,8 @@
-"""Judge a finished attempt by its outputs: exit 0 is not success until the metrics parse.
+"""Judge an attempt: the one place where facts (an exit status, a signal, the state a cluster
+ended a job in, the runner's own stop, the metrics check, disk space) become an Outcome with a
+failure class. Executors and the scheduler report facts; `judge` decides.
 
+Exit 0 is not success until the metrics parse.
 The reference compare script exits 0 with no metrics file, with empty (NaN) cells for a model
 whose evaluation raised, or with a stale file from an earlier run; none of these is a success.
 
@@ -12,6 +15,7 @@ filesystems) while the runner's clock is precise, so comparing the two called fr
 from __future__ import annotations
 
 import csv
+import enum
 import json
 import math
 import os
@@ -20,7 +24,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.jobs import FailureClass, MetricsCheck
+from runner.executors import Ended
+from runner.jobs import FailureClass, Job, MetricsCheck, Outcome
 
 REQUIRED_COLUMNS = ("model", "metric", "amplitude", "phase", "value")
 MAX_METRICS_BYTES = 64 << 20
@@ -146,13 +151,6 @@ def split_status(returncode: int) -> tuple[int | None, int | None]:
     return (None, -returncode) if returncode < 0 else (returncode, None)
 
 
-def classify_exit(returncode: int, exit_classes: dict[int, FailureClass]) -> tuple[FailureClass, int | None, int | None]:
-    """(failure class, exit code, signal) of a non-zero exit status."""
-    code, sig = split_status(returncode)
-    failure = FailureClass.SIGNAL if sig else exit_classes.get(code, FailureClass.EXIT_CODE)
-    return failure, code, sig
-
-
 def no_space(logs: tuple[Path, ...], folders: tuple[Path, ...]) -> str | None:
     """Why the attempt could not write its logs or outputs (a full filesystem, a log at the
     file-size limit), or None. Asked only of a failed attempt, to name the real cause."""
@@ -175,6 +173,72 @@ def no_space(logs: tuple[Path, ...], folders: tuple[Path, ...]) -> str | None:
     return None
 
 
-def disk_full_signal(sig: int | None) -> bool:
-    """SIGXFSZ: the kernel stopped a process that wrote past the file-size limit."""
-    return sig == signal.SIGXFSZ
+# Terminal states a cluster (SLURM) decides on its own, and the failure class each one is.
+CLUSTER_ENDINGS = {
+    "TIMEOUT": (FailureClass.TIMEOUT, "SLURM stopped it at its time limit (--time)"),
+    "DEADLINE": (FailureClass.TIMEOUT, "SLURM stopped it at its deadline"),
+    "CANCELLED": (FailureClass.CANCELLED, "cancelled outside the runner (scancel)"),
+    "NODE_FAIL": (FailureClass.NODE_FAIL, "its node failed"),
+    "BOOT_FAIL": (FailureClass.NODE_FAIL, "its node failed to boot"),
+    "PREEMPTED": (FailureClass.PREEMPTED, "preempted by another job"),
+    "OUT_OF_MEMORY": (FailureClass.OUT_OF_MEMORY, "killed by SLURM for using more than its memory"),
+    "UNKNOWN": (FailureClass.SLURM_UNKNOWN, "SLURM no longer knows the job"),
+}
+
+
+class Ending(str, enum.Enum):
+    """What became of an attempt's command, as whoever watched it saw it."""
+
+    EXITED = "exited"  # it ended by itself, or its cluster ended it (Ended.cluster_state)
+    TIMED_OUT = "timed_out"  # the runner stopped it at --timeout
+    STOPPED = "stopped"  # the runner itself was stopped (a signal) and took it down
+    NOT_LAUNCHED = "not_launched"  # it could not be started
+    ORPHANED = "orphaned"  # a runner died while it ran; what was left of it is gone now
+
+
+@dataclass(frozen=True)
+class Facts:
+    ending: Ending
+    ended: Ended | None = None  # the executor's facts: exit status, cluster state
+    detail: str | None = None  # in words, from whoever saw it
+    no_space: bool = False  # the launch failed for lack of space (ENOSPC, EDQUOT)
+
+
+def judge(facts: Facts, job: Job | None = None, prior: PriorFile | None = None,
+          logs: tuple[Path, Path] = ()) -> Outcome:
+    """The Outcome of an attempt. `job`, `prior` and `logs` are needed for a command that exited:
+    its exit codes' meanings, the metrics file as it was before the launch, its log files."""
+    status = facts.ended.status if facts.ended else None
+    code, sig = split_status(status) if status is not None else (None, None)
+    if facts.ending is Ending.NOT_LAUNCHED:
+        failure = FailureClass.DISK_FULL if facts.no_space else FailureClass.LAUNCH_ERROR
+        return Outcome(False, failure_class=failure, detail=facts.detail)
+    if facts.ending in (Ending.STOPPED, Ending.ORPHANED):
+        return Outcome(False, exit_code=code, signal=sig, failure_class=FailureClass.INTERRUPTED,
+                       detail=facts.detail)
+    if facts.ending is Ending.TIMED_OUT:
+        return Outcome(False, exit_code=code, signal=sig, failure_class=FailureClass.TIMEOUT,
+                       detail=facts.detail)
+    state = facts.ended.cluster_state if facts.ended else None
+    if state is not None:  # the cluster ended it for its own reason
+        failure, meaning = CLUSTER_ENDINGS.get(state, (FailureClass.EXIT_CODE, None))
+        said = facts.ended.detail if facts.ended.detail not in (None, "None") else None
+        detail = f"SLURM {state}" + (f": {meaning}" if meaning else "") + (f" ({said})" if said else "")
+        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
+    if status != 0:
+        failure = FailureClass.SIGNAL if sig else job.exit_classes.get(code, FailureClass.EXIT_CODE)
+        detail = f"killed by signal {sig}" if sig else f"exit code {code}"
+    elif job.check is None:  # --success exit-code
+        return Outcome(True, exit_code=0)
+    else:
+        rows, problem = read_metrics(job.check, prior or PriorFile(None))
+        if not problem:
+            return Outcome(True, metrics=tuple(rows), exit_code=0)
+        failure, detail = FailureClass.NO_METRICS, problem
+    if failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.NO_METRICS):
+        # A command that could not write its logs or outputs fails for that reason.
+        space = no_space(logs, (logs[0].parent, job.output_dir)) if logs else None
+        if space or sig == signal.SIGXFSZ:  # SIGXFSZ: it wrote past the file-size limit
+            failure = FailureClass.DISK_FULL
+            detail = f"{space or 'file-size limit exceeded (SIGXFSZ)'}; {detail}"
+    return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)

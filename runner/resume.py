@@ -6,15 +6,13 @@ changed jobs run again; --force reruns everything, --only-failed only failed and
 
 from __future__ import annotations
 
-import dataclasses
-import signal
 from dataclasses import dataclass
 
 from runner.config import ConfigError
-from runner.executors.local import pids_with_token, process_start, signal_group, stop_pids
-from runner.executors.slurm import ClusterUnavailable
-from runner.jobs import FailureClass, Job, JobState, Outcome, RunningAttempt
+from runner.executors import Executor, Handle
+from runner.jobs import Attempt, Job, JobState
 from runner.ledger import Ledger
+from runner.results import Ending, Facts, judge
 
 
 @dataclass(frozen=True)
@@ -24,56 +22,30 @@ class Selection:
     blocked: list[Job]
 
 
-async def reconcile(ledger: Ledger, grace: float, executor=None) -> tuple[list[str], list[RunningAttempt]]:
-    """Local attempts left `running` by a runner that died become interrupted and their processes
-    die. SLURM attempts are not ours to kill: they are returned to be re-attached."""
+async def reconcile(ledger: Ledger, grace: float, executors: dict[str, Executor],
+                    ) -> tuple[list[str], list[tuple[Attempt, Handle]]]:
+    """Attempts a runner that died left `running`, each recovered by the executor of its backend
+    (`executors`, by name): what is left of it is stopped and it becomes interrupted, or it is
+    handed back to be followed (a SLURM job goes on without us)."""
     notes: list[str] = []
-    reattach: list[RunningAttempt] = []
+    follow: list[tuple[Attempt, Handle]] = []
     left = await ledger.running_attempts()
-    on_slurm = [a for a in left if a.backend == "slurm"]
-    if on_slurm and getattr(executor, "name", None) != "slurm":
-        ids = ", ".join(a.slurm_job_id or "?" for a in on_slurm)
-        raise ConfigError(f"{len(on_slurm)} attempts of this ledger may still run on SLURM (job ids {ids}); "
-                          "rerun with --backend slurm to re-attach to them, or scancel them first")
-    for attempt in on_slurm:
-        if attempt.slurm_job_id is None:  # the runner died while submitting: did sbatch succeed?
-            try:
-                handle = await executor.find(attempt.token)
-            except ClusterUnavailable as exc:
-                raise ClusterUnavailable(f"cannot tell whether {attempt.job_key} reached SLURM ({exc}); "
-                                         "run again when the cluster answers") from None
-            if handle is None:
-                await ledger.finish_attempt(attempt.attempt_id, attempt.job_id, Outcome(
-                    False, failure_class=FailureClass.INTERRUPTED,
-                    detail="the runner died while submitting this attempt; SLURM has no such job"), None)
-                notes.append(f"{attempt.job_key}: attempt never reached SLURM; now interrupted")
-                continue
-            await ledger.record_launch(attempt.attempt_id, handle.ledger_fields())
-            attempt = dataclasses.replace(attempt, slurm_job_id=handle.job_id)
-        reattach.append(attempt)
+    for backend in sorted({a.backend for a in left} - set(executors)):
+        theirs = [a for a in left if a.backend == backend]
+        ids = ", ".join(a.slurm_job_id or "?" for a in theirs)
+        raise ConfigError(f"{len(theirs)} attempts of this ledger may still run on {backend.upper()} (job ids {ids}); "
+                          f"rerun with --backend {backend} to re-attach to them, or cancel them first")
     for attempt in left:
-        if attempt.backend == "slurm":
+        recovered = await executors[attempt.backend].recover(attempt, grace)
+        if recovered.handle is not None:
+            if attempt.pid is None and attempt.slurm_job_id is None:  # found, never recorded
+                await ledger.record_launch(attempt.attempt_id, recovered.handle.ledger_fields())
+            follow.append((attempt, recovered.handle))
             continue
-        # The group is ours only if its leader is the very process we started (pid and start time).
-        leader_ours = bool(attempt.pid and attempt.pgid and attempt.process_start
-                           and process_start(attempt.pid) == attempt.process_start)
-        if leader_ours:
-            signal_group(attempt.pgid, signal.SIGTERM)
-        # Every process of the attempt carries its token, even one that left the group or whose
-        # pid was never recorded.
-        stray = pids_with_token(attempt.token)
-        await stop_pids(stray, grace)
-        if leader_ours:
-            signal_group(attempt.pgid, signal.SIGKILL)
-        killed = leader_ours or bool(stray)
-        detail = ("the runner died while this attempt ran; its leftover processes were killed"
-                  if killed else "the runner died while this attempt ran; no process was left")
-        await ledger.finish_attempt(attempt.attempt_id, attempt.job_id,
-                                    Outcome(False, failure_class=FailureClass.INTERRUPTED, detail=detail),
-                                    None)
-        notes.append(f"{attempt.job_key}: attempt left running by an earlier runner is now interrupted"
-                     + (" (its processes were killed)" if killed else ""))
-    return notes, reattach
+        outcome = judge(Facts(Ending.ORPHANED, detail=recovered.stopped))
+        await ledger.finish_attempt(attempt.attempt_id, attempt.job_id, outcome, None)
+        notes.append(f"{attempt.job_key}: {recovered.note}")
+    return notes, follow
 
 
 async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, JobState, str | None]],

@@ -9,6 +9,7 @@ terminates every running attempt's process group and records them as interrupted
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import time
@@ -17,14 +18,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from runner import faults
-from runner.executors import Ended, LaunchError, LaunchSpec
-from runner.executors.local import LocalExecutor
-from runner.jobs import FailureClass, Job, Outcome, RunningAttempt
+from runner.executors import Executor, Handle, LaunchError, LaunchSpec
+from runner.jobs import Attempt, AttemptStart, Job, Outcome
 from runner.ledger import Ledger
-from runner.results import PriorFile, classify_exit, disk_full_signal, no_space, read_metrics, split_status
+from runner.results import Ending, Facts, PriorFile, judge
 from runner.slots import Device, Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -37,17 +36,35 @@ class Policy:
     retries: int = 0  # extra attempts per job and run after a retryable failure
 
 
+class EventKind(str, enum.Enum):
+    STARTED = "started"  # an attempt was launched
+    FINISHED = "finished"  # an attempt ended and its outcome is recorded
+    RETRYING = "retrying"  # a failed job is queued again
+    REATTACHED = "reattached"  # following an attempt an earlier runner left on the cluster
+    LEFT = "left"  # an attempt is left running on the cluster for a later runner
+
+
 @dataclass(frozen=True)
 class Event:
     """What the scheduler tells the user interface."""
 
-    kind: str  # 'started' | 'finished' | 'retrying' | 'reattached' | 'left'
+    kind: EventKind
     job: Job
     attempt: int
     slot: Slot
     outcome: Outcome | None = None
     duration_s: float | None = None
     stderr_log: str | None = None
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A job waiting for a slot: its retries used so far and the argv of its next attempt."""
+
+    job: Job
+    job_id: int
+    tries: int
+    argv: tuple[str, ...]
 
 
 def child_environment(job: Job, slot: Slot, token: str, threads: int,
@@ -82,11 +99,10 @@ def longest_first(work: list[tuple[Job, int]], expected: dict[int, float]) -> li
 
 
 class Scheduler:
-    def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy,
-                 on_event: Callable[[Event], None] = lambda e: None,
-                 executor=None) -> None:  # LocalExecutor (default) or SlurmExecutor
+    def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy, executor: Executor,
+                 on_event: Callable[[Event], None] = lambda e: None) -> None:
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
-        self.executor = executor or LocalExecutor()
+        self.executor = executor
         self.on_event = on_event
         self.stop_signal: int | None = None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -101,7 +117,7 @@ class Scheduler:
         self._stop.set()
 
     async def run(self, work: list[tuple[Job, int]],
-                  reattach: list[tuple[Job, RunningAttempt]] = ()) -> None:
+                  reattach: list[tuple[Job, Attempt, Handle]] = ()) -> None:
         """Run `work` in the given order on the free slots, until done or stopped. First follow
         `reattach`: attempts an earlier runner left running on the cluster (each holds a slot
         if one is free, beyond the cap otherwise).
@@ -109,8 +125,7 @@ class Scheduler:
         A slot goes back to the pool as soon as its attempt's outcome is known and recorded
         (submitted to the ledger, which keeps the order of events): the next attempt's row then
         shares a commit with the previous attempt's result."""
-        # (job, job_id, retries used, argv of the next attempt)
-        self._queue = deque((job, job_id, 0, job.argv) for job, job_id in work)
+        self._queue = deque(Queued(job, job_id, 0, job.argv) for job, job_id in work)
         self._wake = asyncio.Event()  # a slot came free or a stop was requested
         self._stop_waiter = asyncio.create_task(self._stop.wait())
         self._stop_waiter.add_done_callback(lambda _: self._wake.set())
@@ -121,14 +136,13 @@ class Scheduler:
             running.add(task)
             task.add_done_callback(lambda _: self._wake.set())
 
-        for job, attempt in reattach:
+        for job, attempt, handle in reattach:
             slot = self.pool.take() if self.pool.has_free() else Slot("reattached", Device(""))
-            start(self._follow(job, attempt, slot))
+            start(self._follow(job, attempt, handle, slot))
         try:
             while True:
                 while self._queue and self.pool.has_free() and not self._stop.is_set():
-                    job, job_id, tries, argv = self._queue.popleft()
-                    start(self._attempt(job, job_id, tries, argv, self.pool.take()))
+                    start(self._attempt(self._queue.popleft(), self.pool.take()))
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
                     task.result()  # a ledger error ends the run here
@@ -155,53 +169,49 @@ class Scheduler:
             return False
         return outcome.failure_class is not None and outcome.failure_class.retryable
 
-    async def _attempt(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], slot: Slot) -> None:
+    async def _attempt(self, queued: Queued, slot: Slot) -> None:
+        job = queued.job
         token = uuid.uuid4().hex
         # What the metrics file is before the launch: after the exit it must be another file.
         prior = PriorFile.now(job.check.path) if job.check else PriorFile(None)
-        attempt_id, number, stdout_log, stderr_log = await self.ledger.start_attempt(
-            job_id, self.run_id, job, list(argv), slot.name,
+        attempt = await self.ledger.start_attempt(AttemptStart(
+            queued.job_id, job.key, self.run_id, queued.argv, job.fingerprint, slot.name,
             self.executor.device_label(slot.device.visible_id), slot.device.uuid, token,
-            log_paths(job), self.executor.name, prior.to_ledger())
+            self.executor.name, prior.to_ledger()), log_paths(job))
         faults.pause_point("attempt_row")
-        self.on_event(Event("started", job, number, slot, stderr_log=str(stderr_log)))
+        self.on_event(Event(EventKind.STARTED, job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
         started = time.monotonic()
         try:
             handle = await self.executor.launch(LaunchSpec(
-                argv, job.cwd, self._environment(job, slot, token), stdout_log, stderr_log, token))
+                queued.argv, job.cwd, self._environment(job, slot, token), attempt.stdout_log,
+                attempt.stderr_log, token))
         except LaunchError as exc:
-            failure = FailureClass.DISK_FULL if exc.no_space else FailureClass.LAUNCH_ERROR
-            outcome = Outcome(False, failure_class=failure, detail=str(exc))
+            outcome = judge(Facts(Ending.NOT_LAUNCHED, detail=str(exc), no_space=exc.no_space))
         else:
-            outcome = await self._follow_handle(job, handle, attempt_id, prior,
-                                                (stdout_log, stderr_log), record=True)
-        await self._finish(job, job_id, tries, argv, attempt_id, number, slot, outcome,
-                           round(time.monotonic() - started, 3), stderr_log)
+            outcome = await self._follow_handle(job, attempt, handle, prior, record=True)
+        await self._finish(queued, attempt, slot, outcome, round(time.monotonic() - started, 3))
 
-    async def _follow(self, job: Job, attempt: RunningAttempt, slot: Slot) -> None:
+    async def _follow(self, job: Job, attempt: Attempt, handle: Handle, slot: Slot) -> None:
         """Wait for an attempt an earlier runner launched on the cluster."""
-        self.on_event(Event("reattached", job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
+        self.on_event(Event(EventKind.REATTACHED, job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
         launched = datetime.fromisoformat(attempt.started_at)
-        handle = self.executor.attach(attempt.slurm_job_id)
         prior = PriorFile.from_ledger(attempt.metrics_before, int(launched.timestamp() * 1e9))
-        outcome = await self._follow_handle(job, handle, attempt.attempt_id, prior,
-                                            (attempt.stdout_log, attempt.stderr_log), record=False)
+        outcome = await self._follow_handle(job, attempt, handle, prior, record=False)
         duration = round((datetime.now(timezone.utc) - launched).total_seconds(), 3)
-        await self._finish(job, attempt.job_id, 0, attempt.argv, attempt.attempt_id, attempt.number,
-                           slot, outcome, duration, attempt.stderr_log)
+        await self._finish(Queued(job, attempt.job_id, 0, attempt.argv), attempt, slot, outcome, duration)
 
-    async def _finish(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], attempt_id: int,
-                      number: int, slot: Slot, outcome: Outcome | None, duration: float,
-                      stderr_log: Path) -> None:
+    async def _finish(self, queued: Queued, attempt: Attempt, slot: Slot, outcome: Outcome | None,
+                      duration: float) -> None:
         """Record the outcome, queue what follows from it, and free the slot."""
         finished = None
+        job, stderr_log = queued.job, str(attempt.stderr_log)
         if outcome is None:  # left running on the cluster for a later runner
-            self.on_event(Event("left", job, number, slot, stderr_log=str(stderr_log)))
+            self.on_event(Event(EventKind.LEFT, job, attempt.number, slot, stderr_log=stderr_log))
         else:
             faults.pause_point("exited")
-            finished = self.ledger.finish_attempt(attempt_id, job_id, outcome, duration)
-            self.on_event(Event("finished", job, number, slot, outcome, duration, str(stderr_log)))
-            self._follow_up(job, job_id, tries, argv, slot, outcome)
+            finished = self.ledger.finish_attempt(attempt.attempt_id, attempt.job_id, outcome, duration)
+            self.on_event(Event(EventKind.FINISHED, job, attempt.number, slot, outcome, duration, stderr_log))
+            self._follow_up(queued, slot, outcome)
         if slot in self.pool.slots:  # not the stand-in slot of an attempt followed beyond the cap
             self.pool.give_back(slot)
         self._wake.set()
@@ -209,40 +219,42 @@ class Scheduler:
             # The result is queued: it is committed even if this task is cancelled while it waits.
             await finished
 
-    def _follow_up(self, job: Job, job_id: int, tries: int, argv: tuple[str, ...], slot: Slot,
-                   outcome: Outcome) -> None:
+    def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome) -> None:
         """Queue the next attempt of a job that failed, when its failure allows one."""
         if outcome.succeeded or self._stop.is_set():
             return
-        adapted = job.adapt_argv(argv, outcome.failure_class) if job.adapt_argv else None
+        job, tries = queued.job, queued.tries
+        adapted = job.adapt_argv(queued.argv, outcome.failure_class) if job.adapt_argv else None
         if adapted is not None:
-            self.on_event(Event("retrying", job, tries, slot, outcome))
-            self._queue.append((job, job_id, tries, adapted))
+            self.on_event(Event(EventKind.RETRYING, job, tries, slot, outcome))
+            self._queue.append(Queued(job, queued.job_id, tries, adapted))
         elif self._should_retry(outcome, tries):
-            self.on_event(Event("retrying", job, tries + 1, slot, outcome))
-            self._queue.append((job, job_id, tries + 1, argv))
+            self.on_event(Event(EventKind.RETRYING, job, tries + 1, slot, outcome))
+            self._queue.append(Queued(job, queued.job_id, tries + 1, queued.argv))
 
-    async def _follow_handle(self, job: Job, handle, attempt_id: int, prior: PriorFile,
-                             logs: tuple[Path, Path], record: bool) -> Outcome | None:
+    async def _follow_handle(self, job: Job, attempt: Attempt, handle: Handle, prior: PriorFile,
+                             record: bool) -> Outcome | None:
         try:
             recorded = None
             if record:  # what identifies it: its process, or its SLURM job id
                 faults.pause_point("spawned")
                 # Not awaited yet: committed with the next batch, in order, while the command runs
                 # (a runner that dies before finds a local child by its token, a SLURM job by name).
-                recorded = self.ledger.record_launch(attempt_id, handle.ledger_fields())
-            outcome = await self._wait(job, handle, attempt_id, prior, logs)
+                recorded = self.ledger.record_launch(attempt.attempt_id, handle.ledger_fields())
+            facts = await self._wait(job, handle, attempt.attempt_id)
             if recorded is not None:
                 await recorded
-            return outcome
+            if facts is None:
+                return None
+            return judge(facts, job, prior, (attempt.stdout_log, attempt.stderr_log))
         except BaseException:
             # The runner is going down (an error or cancellation): take the command with it,
             # unless the executor was told to leave cluster jobs running.
             await asyncio.shield(self.executor.interrupt(handle, self.policy.grace))
             raise
 
-    async def _wait(self, job: Job, handle, attempt_id: int, prior: PriorFile,
-                    logs: tuple[Path, Path]) -> Outcome | None:
+    async def _wait(self, job: Job, handle: Handle, attempt_id: int) -> Facts | None:
+        """How the command ended (None: left running on the cluster)."""
         async def report(status) -> None:  # what the cluster says, recorded as it is seen
             await self.ledger.record_slurm_state(attempt_id, status.state, status.node, status.exit)
 
@@ -254,39 +266,14 @@ class Scheduler:
                 ended = exited.result()
                 if await self.executor.clean_up(handle, self.policy.grace):
                     log.warning("%s: killed processes its command left running", job.key)
-                return self._judge(job, ended, prior, logs)
+                return Facts(Ending.EXITED, ended)
             if self._stop.is_set():
                 ended = await self.executor.interrupt(handle, self.policy.grace)
                 if ended is None:
                     return None
-                failure, detail = FailureClass.INTERRUPTED, f"the runner was stopped by signal {self.stop_signal}"
-            else:
-                ended = await self.executor.terminate(handle, self.policy.grace)
-                failure, detail = FailureClass.TIMEOUT, f"ran past --timeout {self.policy.timeout:g}s; process group killed"
+                return Facts(Ending.STOPPED, ended, f"the runner was stopped by signal {self.stop_signal}")
+            ended = await self.executor.terminate(handle, self.policy.grace)
+            return Facts(Ending.TIMED_OUT, ended,
+                         f"ran past --timeout {self.policy.timeout:g}s; process group killed")
         finally:
             exited.cancel()  # stops only the watching, never the command
-        code, sig = split_status(ended.status) if ended.status is not None else (None, None)
-        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)
-
-    def _judge(self, job: Job, ended: Ended, prior: PriorFile, logs: tuple[Path, Path]) -> Outcome:
-        returncode = ended.status
-        if ended.failure is not None:  # the cluster ended it for its own reason
-            code, sig = split_status(returncode) if returncode is not None else (None, None)
-            return Outcome(False, exit_code=code, signal=sig, failure_class=ended.failure, detail=ended.detail)
-        if returncode != 0:
-            failure, code, sig = classify_exit(returncode, job.exit_classes)
-            detail = f"killed by signal {sig}" if sig else f"exit code {code}"
-        elif job.check is None:  # --success exit-code
-            return Outcome(True, exit_code=0)
-        else:
-            rows, problem = read_metrics(job.check, prior)
-            if not problem:
-                return Outcome(True, metrics=tuple(rows), exit_code=0)
-            failure, code, sig, detail = FailureClass.NO_METRICS, 0, None, problem
-        if failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.NO_METRICS):
-            # A command that could not write its logs or outputs fails for that reason.
-            space = no_space(logs, (logs[0].parent, job.output_dir))
-            if space or disk_full_signal(sig):
-                failure = FailureClass.DISK_FULL
-                detail = f"{space or 'file-size limit exceeded (SIGXFSZ)'}; {detail}"
-        return Outcome(False, exit_code=code, signal=sig, failure_class=failure, detail=detail)

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from runner.config import Settings
+from runner.config import Settings, SuccessRule
 from runner.jobs import FailureClass, Job, MetricsCheck
 from runner.npzmeta import NpzEntryError, read_npz_string
 
@@ -318,11 +318,11 @@ def _job(settings: Settings, dose: int, view: str, split: str,
             "--register-ptychi-only", *settings.compare_args)
     inputs = known.signature([pinn_dir, baseline_dir, test_data, reconstruction])
     identity = [argv, inputs, script_hash]
-    if settings.success != "metrics":
-        identity.append(settings.success)  # a success by a laxer rule is not a metrics success
+    if settings.success is not SuccessRule.METRICS:
+        identity.append(settings.success.value)  # a success by a laxer rule is not a metrics success
     fingerprint = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     output = Path(output_dir)
-    check = MetricsCheck(output / METRICS_FILE, EXPECTED_MODELS) if settings.success == "metrics" else None
+    check = MetricsCheck(output / METRICS_FILE, EXPECTED_MODELS) if settings.success is SuccessRule.METRICS else None
     return Job(key=f"dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
                output_dir=output, check=check,
                fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},

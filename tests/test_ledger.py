@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from runner import ledger as ledger_module
-from runner.jobs import FailureClass, Job, JobState, MetricsCheck, Outcome
+from runner.jobs import AttemptStart, FailureClass, Job, JobState, MetricsCheck, Outcome
 from runner.ledger import SCHEMA_VERSION, Ledger, LedgerError, connect_reader, prepare
 
 
@@ -15,6 +15,10 @@ def job(key="dose_1000/dense/train", fingerprint="f1") -> Job:
                check=MetricsCheck(Path("/tmp/out/m.csv"), ("A",)), fingerprint=fingerprint,
                condition={"dose": 1000, "view": "dense", "split": "train"},
                metadata={"selection_strategy": "greedy", "acceptance_rate": 0.008})
+
+
+def start(job_id: int, run_id: int, job: Job, token: str, argv=()) -> AttemptStart:
+    return AttemptStart(job_id, job.key, run_id, tuple(argv), job.fingerprint, "cpu0", "", None, token, "local")
 
 
 def test_new_ledger_has_current_schema_wal_and_private_mode(tmp_path):
@@ -83,9 +87,9 @@ async def test_attempt_lifecycle_moves_job_state(tmp_path):
         job_id, state, success = rows["dose_1000/dense/train"]
         assert state is JobState.PENDING and success is None
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
-        attempt_id, number, out, _ = await ledger.start_attempt(job_id, run_id, job(), ["a"], "cpu0", "", None, "t1", logs)
-        assert number == 1 and out == tmp_path / "1.out"
-        await ledger.finish_attempt(attempt_id, job_id, Outcome(True, exit_code=0), 1.5)
+        attempt = await ledger.start_attempt(start(job_id, run_id, job(), "t1", ["a"]), logs)
+        assert attempt.number == 1 and attempt.stdout_log == tmp_path / "1.out"
+        await ledger.finish_attempt(attempt.attempt_id, job_id, Outcome(True, exit_code=0), 1.5)
         rows = await ledger.sync_jobs([job()], run_id)
         assert rows["dose_1000/dense/train"][1:] == (JobState.SUCCEEDED, "f1")
     finally:
@@ -102,8 +106,8 @@ async def test_a_new_success_supersedes_the_old_one(tmp_path):
         job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         for token in ("t1", "t2"):
-            attempt_id, *_ = await ledger.start_attempt(job_id, run_id, job(), [], "cpu0", "", None, token, logs)
-            await ledger.finish_attempt(attempt_id, job_id, Outcome(True, exit_code=0), 1.0)
+            attempt = await ledger.start_attempt(start(job_id, run_id, job(), token), logs)
+            await ledger.finish_attempt(attempt.attempt_id, job_id, Outcome(True, exit_code=0), 1.0)
     finally:
         await ledger.close()
     states = [r[0] for r in sqlite3.connect(path).execute("SELECT state FROM attempts ORDER BY number")]
@@ -180,12 +184,12 @@ async def test_concurrent_events_share_commits_and_each_stays_all_or_nothing(tmp
         rows = await ledger.sync_jobs(jobs, run_id)
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         before = ledger.commits
-        started = await asyncio.gather(*(ledger.start_attempt(rows[j.key][0], run_id, j, [], "cpu0", "", None,
-                                                              f"t{i}", logs) for i, j in enumerate(jobs)))
+        started = await asyncio.gather(*(ledger.start_attempt(start(rows[j.key][0], run_id, j, f"t{i}"), logs)
+                                         for i, j in enumerate(jobs)))
         assert ledger.commits - before < len(jobs)  # events queued together were committed together
         bad = job("bad")
         object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
-        good = ledger.finish_attempt(started[0][0], rows["k0"][0], Outcome(True, exit_code=0), 1.0)
+        good = ledger.finish_attempt(started[0].attempt_id, rows["k0"][0], Outcome(True, exit_code=0), 1.0)
         failing = ledger.sync_jobs([bad], run_id)
         results = await asyncio.gather(good, failing, return_exceptions=True)
         assert results[0] is None and isinstance(results[1], Exception)
@@ -219,7 +223,7 @@ async def test_an_attempt_never_reuses_logs_left_by_a_start_the_ledger_lost(tmp_
         run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
         job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
-        _, number, out, err = await ledger.start_attempt(job_id, run_id, job(), [], "cpu0", "", None, "t", logs)
+        attempt = await ledger.start_attempt(start(job_id, run_id, job(), "t"), logs)
     finally:
         await ledger.close()
-    assert (number, out, err) == (2, tmp_path / "2.out", tmp_path / "2.err")
+    assert (attempt.number, attempt.stdout_log, attempt.stderr_log) == (2, tmp_path / "2.out", tmp_path / "2.err")

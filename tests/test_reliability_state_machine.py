@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from runner.executors.local import pid_alive, process_start
-from runner.jobs import FailureClass, Job, JobState, MetricsCheck, Outcome
+from runner.executors.local import LocalExecutor, pid_alive, process_start
+from runner.jobs import AttemptStart, FailureClass, Job, JobState, MetricsCheck, Outcome
 from runner.ledger import Ledger
 from runner.resume import reconcile, select
 from runner.results import MetricRow
@@ -101,8 +101,11 @@ class LedgerMachine(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(free))
         token = uuid.uuid4().hex
         logs = lambda n: (self.folder / f"{key.replace('/', '_')}.{n}.out", self.folder / f"{key.replace('/', '_')}.{n}.err")
-        attempt_id, number, _, _ = self.run(self.ledger.start_attempt(
-            self.job_ids[key], self.run_id, self.jobs[key], ["python"], "cpu0", "", None, token, logs))
+        job = self.jobs[key]
+        attempt = self.run(self.ledger.start_attempt(AttemptStart(
+            self.job_ids[key], key, self.run_id, ("python",), job.fingerprint, "cpu0", "", None, token, "local"),
+            logs))
+        attempt_id, number = attempt.attempt_id, attempt.number
         process = None
         if spawn != "none":  # 'none': the runner died (or failed) before it could spawn
             process = subprocess.Popen(["sleep", "60"], start_new_session=True,
@@ -156,7 +159,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def reconcile_and_restart(self):
         """The next runner: attempts left running become interrupted and their processes die."""
         self.ledger = self.run(Ledger.open(self.path))
-        self.run(reconcile(self.ledger, grace=0.5))
+        self.run(reconcile(self.ledger, 0.5, {"local": LocalExecutor()}))
         for attempt_id in self.running():
             self.attempts[attempt_id]["state"] = "interrupted"
             process = self.attempts[attempt_id]["process"]

@@ -4,15 +4,19 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from helpers import run_runner, runner_env
 from runner.config import ConfigError, build_settings
+from runner.executors import Ended
 from runner.executors.slurm import ACTIVE, JobStatus, batch_script, ended_from, exit_of_status
-from runner.jobs import FailureClass
+from runner.jobs import FailureClass, Job
+from runner.results import Ending, Facts, judge
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
+JOB = Job("k", ("true",), Path("/tmp"), Path("/tmp/out"), check=None, exit_classes={3: FailureClass.CUDA_OOM})
 
 
 def test_the_batch_script_hands_every_argv_element_over_unchanged(tmp_path):
@@ -44,10 +48,15 @@ def test_squeue_wait_status_becomes_slurm_exit_notation(raw, exit):
     ("PREEMPTED", "0:0", 0, FailureClass.PREEMPTED),
 ])
 def test_slurm_end_states_map_onto_our_failure_classes(state, exit, status, failure):
+    """The executor reports SLURM's state as a fact; the judge makes it our failure class."""
     ended = ended_from(JobStatus(state, "node1", exit))
-    assert (ended.status, ended.failure) == (status, failure)
+    assert ended.status == status
+    outcome = judge(Facts(Ending.EXITED, ended), JOB)
     if failure:
-        assert state in ended.detail
+        assert (outcome.failure_class, outcome.signal) == (failure, -status or None)
+        assert state in outcome.detail
+    else:  # judged as a local exit with the same status
+        assert outcome == judge(Facts(Ending.EXITED, Ended(status)), JOB)
 
 
 def test_pending_and_running_are_not_ends_and_cluster_failures_are_retried_but_a_hand_cancel_is_not():

@@ -22,7 +22,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.executors import Ended, LaunchError, LaunchSpec
+from runner.executors import Ended, LaunchError, LaunchSpec, Recovered
+from runner.jobs import Attempt
 
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
@@ -233,9 +234,6 @@ class LocalExecutor:
             handle.exited.add_done_callback(lambda _: self._leaders.discard(handle.pid))
         return asyncio.shield(handle.exited)
 
-    def is_alive(self, handle: Handle) -> bool:
-        return handle.process.poll() is None
-
     async def terminate(self, handle: Handle, grace: float) -> Ended:
         """SIGTERM the whole group, SIGKILL what is left after `grace` seconds; reap the child."""
         signal_group(handle.pgid, signal.SIGTERM)
@@ -260,6 +258,26 @@ class LocalExecutor:
             await self.terminate(handle, grace)
             return True
         return await self._stop_escaped(handle, grace)
+
+    async def recover(self, attempt: Attempt, grace: float) -> Recovered:
+        """A dead runner's child cannot be followed (it is not ours to wait for): stop it and
+        everything it started. Its group is signalled only if the leader is the very process
+        that was started (pid and start time: a reused pid is never signalled); every process
+        carrying the attempt's token goes too, even one that left the group or whose pid was
+        never recorded."""
+        leader_ours = bool(attempt.pid and attempt.pgid and attempt.process_start
+                           and process_start(attempt.pid) == attempt.process_start)
+        if leader_ours:
+            signal_group(attempt.pgid, signal.SIGTERM)
+        stray = pids_with_token(attempt.token)
+        await stop_pids(stray, grace)
+        if leader_ours:
+            signal_group(attempt.pgid, signal.SIGKILL)
+        note = "attempt left running by an earlier runner is now interrupted"
+        if leader_ours or stray:
+            return Recovered(stopped="the runner died while this attempt ran; its leftover processes were killed",
+                             note=f"{note} (its processes were killed)")
+        return Recovered(stopped="the runner died while this attempt ran; no process was left", note=note)
 
     async def _stop_escaped(self, handle: Handle, grace: float) -> bool:
         if not handle.token:

@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.executors import Ended, LaunchError, LaunchSpec
+from runner.config import OnInterrupt
+from runner.executors import Ended, LaunchError, LaunchSpec, Recovered
 from runner.executors.local import open_log
-from runner.jobs import FailureClass
+from runner.jobs import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +30,6 @@ log = logging.getLogger(__name__)
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
           "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
-# Terminal states SLURM decides on its own, and the failure class each one is.
-CLUSTER_ENDINGS = {
-    "TIMEOUT": (FailureClass.TIMEOUT, "SLURM stopped it at its time limit (--time)"),
-    "DEADLINE": (FailureClass.TIMEOUT, "SLURM stopped it at its deadline"),
-    "CANCELLED": (FailureClass.CANCELLED, "cancelled outside the runner (scancel)"),
-    "NODE_FAIL": (FailureClass.NODE_FAIL, "its node failed"),
-    "BOOT_FAIL": (FailureClass.NODE_FAIL, "its node failed to boot"),
-    "PREEMPTED": (FailureClass.PREEMPTED, "preempted by another job"),
-    "OUT_OF_MEMORY": (FailureClass.OUT_OF_MEMORY, "killed by SLURM for using more than its memory"),
-}
-# Options the runner sets itself on every submission.
-OWN_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J", "--wrap",
-               "--parsable", "--open-mode"}
 # sbatch errors worth retrying: the controller is down or busy, not a refused request.
 TRANSIENT = ("unable to contact", "socket timed out", "connection refused", "temporarily unavailable",
              "try again", "connect failure", "slurm_persist_conn")
@@ -55,7 +43,7 @@ class SlurmOptions:
     cpus_per_task: int | None = None
     mem: str | None = None
     extra_args: tuple[str, ...] = ()  # passed to sbatch as given
-    on_interrupt: str = "cancel"  # 'cancel' or 'leave' the jobs when the runner is stopped
+    on_interrupt: OnInterrupt = OnInterrupt.CANCEL  # what to do with the jobs when the runner is stopped
     poll_min: float = 1.0  # seconds between polls right after a change...
     poll_max: float = 10.0  # ...growing to this while nothing changes
     outage_max: float = 60.0  # longest wait between polls while the cluster does not answer
@@ -114,17 +102,13 @@ def exit_of_status(raw: str) -> str | None:
 
 
 def ended_from(status: JobStatus) -> Ended:
-    """Our view of a terminal SLURM state."""
+    """What a terminal SLURM state says: the exit status, and the state itself when SLURM ended
+    the job for its own reason (anything but COMPLETED, or FAILED with a non-zero exit)."""
     code, sig = (int(x) for x in (status.exit or "0:0").split(":"))
     returncode = -sig if sig else code
-    state = status.state
-    if state in CLUSTER_ENDINGS:
-        failure, detail = CLUSTER_ENDINGS[state]
-        return Ended(returncode, failure, f"SLURM {state}: {detail}")
-    if state == "COMPLETED" or (state == "FAILED" and returncode != 0):
+    if status.state == "COMPLETED" or (status.state == "FAILED" and returncode != 0):
         return Ended(returncode)
-    why = f" ({status.reason})" if status.reason and status.reason != "None" else ""
-    return Ended(returncode, FailureClass.EXIT_CODE, f"SLURM {state}{why}")
+    return Ended(returncode, status.state, status.reason)
 
 
 async def _command(argv: list[str], env: dict | None = None, timeout: float = 60) -> tuple[int, str, str]:
@@ -290,8 +274,7 @@ class SlurmExecutor:
                         await report(current)
                 if current is not None and current.state not in ACTIVE:
                     if current.state == "UNKNOWN":
-                        return Ended(None, FailureClass.SLURM_UNKNOWN,
-                                     f"SLURM job {handle.job_id} is no longer known to squeue or sacct")
+                        return Ended(None, "UNKNOWN", f"job {handle.job_id} is in neither squeue nor sacct")
                     if current.state == "CANCELLED" and handle.cancelled:
                         return Ended(ended_from(current).status)
                     return ended_from(current)
@@ -320,9 +303,24 @@ class SlurmExecutor:
 
     async def interrupt(self, handle: SlurmHandle, grace: float) -> Ended | None:
         """The runner is stopping: cancel the job, or leave it for a later runner to re-attach."""
-        if self.options.on_interrupt == "leave":
+        if self.options.on_interrupt is OnInterrupt.LEAVE:
             return None
         return await self.terminate(handle, grace)
 
     async def clean_up(self, handle: SlurmHandle, grace: float) -> bool:
         return False  # SLURM stops whatever a job leaves behind on its node
+
+    async def recover(self, attempt: Attempt, grace: float) -> Recovered:
+        """A job a dead runner submitted is SLURM's, not ours to kill: follow it. If the runner
+        died during sbatch (no job id recorded), look for the job by its name."""
+        if attempt.slurm_job_id is not None:
+            return Recovered(handle=self.attach(attempt.slurm_job_id))
+        try:
+            handle = await self.find(attempt.token)
+        except ClusterUnavailable as exc:
+            raise ClusterUnavailable(f"cannot tell whether {attempt.job_key} reached SLURM ({exc}); "
+                                     "run again when the cluster answers") from None
+        if handle is None:
+            return Recovered(stopped="the runner died while submitting this attempt; SLURM has no such job",
+                             note="attempt never reached SLURM; now interrupted")
+        return Recovered(handle=handle)
