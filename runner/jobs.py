@@ -100,6 +100,15 @@ class Outcome:
     failure_class: FailureClass | None = None
     detail: str | None = None
 
+    @property
+    def states(self) -> tuple[AttemptState, JobState]:
+        """The states the attempt and its job end in."""
+        if self.succeeded:
+            return AttemptState.SUCCEEDED, JobState.SUCCEEDED
+        if self.failure_class is FailureClass.INTERRUPTED:
+            return AttemptState.INTERRUPTED, JobState.INTERRUPTED
+        return AttemptState.FAILED, JobState.FAILED
+
 
 @dataclass(frozen=True)
 class AttemptStart:

@@ -437,14 +437,7 @@ class Ledger:
     def finish_attempt(self, attempt_id: int, job_id: int, outcome: Outcome,
                        duration_s: float | None) -> asyncio.Future[None]:
         """Close an attempt and move its job to the matching state, in one event."""
-        from runner.jobs import AttemptState, FailureClass, JobState
-
-        if outcome.succeeded:
-            attempt_state, job_state = AttemptState.SUCCEEDED, JobState.SUCCEEDED
-        elif outcome.failure_class is FailureClass.INTERRUPTED:
-            attempt_state, job_state = AttemptState.INTERRUPTED, JobState.INTERRUPTED
-        else:
-            attempt_state, job_state = AttemptState.FAILED, JobState.FAILED
+        attempt_state, job_state = outcome.states
 
         def op(db: sqlite3.Connection) -> None:
             now = utc_now()
