@@ -1,5 +1,5 @@
 """The runner core stays free of torch and numpy, and an installed (non-editable) package
-carries its SQL files."""
+carries its SQL files (the top-level migrations/ mapped into it as runner/migrations)."""
 
 import subprocess
 import sys
@@ -20,8 +20,11 @@ def test_installed_wheel_runs_from_anywhere(tmp_path, study):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(REPO)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "runner/migrations/0001_initial.sql" in names and "runner/queries.sql" in names
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "runner").rglob("*.py")}
+    migrations = {f"runner/migrations/{p.name}" for p in (REPO / "migrations").glob("*.sql")}
+    assert "runner/migrations/0001_initial.sql" in migrations and "runner/queries.sql" in names
+    assert modules | migrations <= names, sorted(modules | migrations - names)  # pyproject lists the packages
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)
     python = env_dir / "bin" / "python"
