@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The CPU build of PyTorch; on a GPU machine use e.g. TORCH='torch>=2.4,<2.14'.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup test run demo example-ledger
+.PHONY: setup test run demo example-ledger schema
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: setup
 
 example-ledger: setup
 	$(BIN)/python scripts/make_example_ledger.py
+
+# schema.sql: the current schema, generated from migrations/ (a test keeps the two equal).
+schema:
+	$(PYTHON) scripts/make_schema.py
 
 # The main job until the demo study lands: run every comparison of the study in STUDY.
 run: setup

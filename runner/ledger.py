@@ -50,9 +50,14 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-# The SQL files sit beside this module, in the package (an installed wheel carries them). Read
-# by path rather than through importlib.resources, whose import alone costs `status` 8 ms.
+# The SQL files are read by path rather than through importlib.resources, whose import alone costs
+# `status` 8 ms. queries.sql sits beside this module. The migrations are the project's top-level
+# migrations/ folder, which the wheel's build maps into the package (pyproject.toml): an installed
+# runner finds them in its own folder, a checkout (or an editable install) beside it.
 PACKAGE = Path(__file__).resolve().parent
+MIGRATIONS_DIR = PACKAGE / "migrations"
+if not MIGRATIONS_DIR.is_dir():
+    MIGRATIONS_DIR = PACKAGE.parent / "migrations"
 
 
 def load_queries() -> dict[str, str]:
@@ -64,7 +69,7 @@ def load_queries() -> dict[str, str]:
 
 def load_migrations() -> list[tuple[int, str]]:
     """Numbered migration scripts (NNNN_name.sql), in order."""
-    folder = PACKAGE / "migrations"
+    folder = MIGRATIONS_DIR
     found = sorted(f.name for f in folder.iterdir() if re.match(r"^\d{4}_\w+\.sql$", f.name))
     migrations = [(int(name[:4]), (folder / name).read_text()) for name in found]
     if [n for n, _ in migrations] != list(range(1, len(migrations) + 1)):

@@ -38,10 +38,12 @@ LEFT JOIN attempts a ON a.job_id = j.job_id AND a.state = 'succeeded'
 WHERE j.last_run_id = :run_id;
 
 -- name: set_job_state
+-- A job moves to a new state (blocked_reason says why when it is blocked).
 UPDATE jobs SET state = :state, blocked_reason = :blocked_reason, updated_at = :now
 WHERE job_id = :job_id;
 
 -- name: next_attempt_number
+-- The job's next attempt number (1 for its first); the ledger skips numbers whose logs exist.
 SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = :job_id;
 
 -- name: insert_attempt
@@ -73,6 +75,7 @@ INSERT INTO metrics (attempt_id, model, metric, amplitude, phase, value)
 VALUES (:attempt_id, :model, :metric, :amplitude, :phase, :value);
 
 -- name: finish_attempt
+-- An attempt ends with its outcome; only a running attempt can end, and only once.
 UPDATE attempts SET state = :state, ended_at = :ended_at, duration_s = :duration_s,
        exit_code = :exit_code, signal = :signal, failure_class = :failure_class,
        failure_detail = :failure_detail
@@ -131,9 +134,11 @@ SELECT json_group_array(json_object(
 FROM condition_grid;
 
 -- name: job_totals
+-- How many jobs are in each state (status).
 SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state;
 
 -- name: latest_run
+-- The most recent run, for status's header.
 SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, git_commit, slots
 FROM runs ORDER BY run_id DESC LIMIT 1;
 
@@ -154,5 +159,6 @@ ORDER BY g.plan_order;
 SELECT key, model, metric, amplitude, phase, value FROM study_metrics;
 
 -- name: report_runs
+-- Every run, oldest first, for the report's provenance.
 SELECT run_id, started_at, ended_at, outcome, host, user, argv, runner_version, git_commit, slots
 FROM runs ORDER BY run_id;

@@ -1,0 +1,166 @@
+-- The ledger's schema at version 6: what the migrations build in a new ledger.
+-- Generated from migrations/ by `make schema` (python scripts/make_schema.py); do not edit it:
+-- change the schema with a new migration, then regenerate this file.
+PRAGMA application_id = 1347705170;
+PRAGMA user_version = 6;
+
+CREATE TABLE runs (
+    run_id          INTEGER PRIMARY KEY,
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT,
+    outcome         TEXT CHECK (outcome IN ('completed', 'interrupted', 'crashed')),
+    host            TEXT NOT NULL,
+    user            TEXT NOT NULL,
+    pid             INTEGER NOT NULL,
+    argv            TEXT NOT NULL,          -- JSON list: how the runner was invoked
+    runner_version  TEXT NOT NULL,
+    git_commit      TEXT,                   -- commit of the compare script's checkout, if any
+    slots           TEXT                    -- JSON list of {slot, device, gpu_uuid}
+);
+
+CREATE TABLE jobs (
+    job_id              INTEGER PRIMARY KEY,
+    key                 TEXT NOT NULL UNIQUE,   -- e.g. 'dose_1000/dense/train'
+    plan_order          INTEGER NOT NULL,       -- position in the study's deterministic order
+    dose                INTEGER,
+    view                TEXT,
+    split               TEXT,
+    argv                TEXT NOT NULL,          -- JSON list, the planned command
+    cwd                 TEXT NOT NULL,
+    output_dir          TEXT NOT NULL,
+    fingerprint         TEXT NOT NULL,          -- hash of argv, input files (size, mtime), script
+    selection_strategy  TEXT,                   -- Phase D metadata, NULL when absent
+    acceptance_rate     REAL,
+    spacing_threshold   REAL,
+    n_accepted          INTEGER,
+    n_rejected          INTEGER,
+    state               TEXT NOT NULL CHECK (state IN
+                          ('pending', 'running', 'succeeded', 'failed', 'blocked', 'interrupted')),
+    blocked_reason      TEXT,
+    last_run_id         INTEGER REFERENCES runs (run_id),
+    updated_at          TEXT NOT NULL
+);
+
+CREATE INDEX jobs_by_run ON jobs (last_run_id, plan_order);
+
+CREATE INDEX jobs_by_plan_order ON jobs (plan_order);
+
+CREATE TABLE failure_classes (
+    name        TEXT PRIMARY KEY,
+    retryable   INTEGER NOT NULL,   -- 1: relaunched by --retries
+    meaning     TEXT NOT NULL
+);
+
+INSERT INTO failure_classes (name, retryable, meaning) VALUES
+    ('exit_code', 1, 'the command exited with a non-zero status'),
+    ('signal', 1, 'the command was killed by a signal the runner did not send'),
+    ('timeout', 1, 'the attempt ran past --timeout and its process group was killed'),
+    ('no_metrics', 1, 'exit 0, but the metrics file is missing, stale or lacks a numeric value for a model'),
+    ('launch_error', 0, 'the command could not be started'),
+    ('interrupted', 1, 'the runner was stopped or died while the attempt ran'),
+    ('blocked', 0, 'an input of the job is missing'),
+    ('cuda_oom', 1, 'the command ran out of GPU memory (exit 3); retried with halved chunk sizes'),
+    ('disk_full', 0, 'the log or output folder ran out of space, or a log reached the file-size limit'),
+    ('node_fail', 1, 'SLURM: the node failed (NODE_FAIL) or never booted (BOOT_FAIL)'),
+    ('preempted', 1, 'SLURM: the job was preempted by a higher-priority job'),
+    ('out_of_memory', 1, 'SLURM: the job used more memory than --mem and was killed'),
+    ('cancelled', 0, 'SLURM: the job was cancelled outside the runner (scancel by hand, an administrator)'),
+    ('slurm_unknown', 1, 'SLURM no longer reports the job and has no accounting record; how it ended is unknown');
+
+CREATE TABLE attempts (
+    attempt_id      INTEGER PRIMARY KEY,
+    job_id          INTEGER NOT NULL REFERENCES jobs (job_id),
+    run_id          INTEGER NOT NULL REFERENCES runs (run_id),
+    number          INTEGER NOT NULL,           -- 1, 2, ... per job, across runs
+    state           TEXT NOT NULL CHECK (state IN
+                      ('running', 'succeeded', 'failed', 'interrupted', 'superseded')),
+    token           TEXT NOT NULL UNIQUE,       -- RUNNER_ATTEMPT_TOKEN in the child's environment
+    argv            TEXT NOT NULL,              -- JSON list, exactly what was launched
+    fingerprint     TEXT NOT NULL,
+    slot            TEXT,
+    device          TEXT,                       -- CUDA_VISIBLE_DEVICES given to the child ('' = CPU)
+    gpu_uuid        TEXT,
+    pid             INTEGER,
+    pgid            INTEGER,
+    process_start   TEXT,                       -- '<boot id>:<start time in clock ticks>'
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT,
+    duration_s      REAL,
+    exit_code       INTEGER,
+    signal          INTEGER,
+    failure_class   TEXT REFERENCES failure_classes (name),
+    failure_detail  TEXT,
+    stdout_log      TEXT NOT NULL,
+    stderr_log      TEXT NOT NULL,
+    backend TEXT NOT NULL DEFAULT 'local'
+    CHECK (backend IN ('local', 'slurm')),
+    slurm_job_id TEXT,
+    slurm_node TEXT,
+    slurm_state TEXT,
+    slurm_exit TEXT,
+    metrics_before TEXT,
+    UNIQUE (job_id, number)
+);
+
+CREATE UNIQUE INDEX attempts_one_success_per_job ON attempts (job_id) WHERE state = 'succeeded';
+
+CREATE INDEX attempts_by_state ON attempts (state);
+
+CREATE INDEX attempts_by_run ON attempts (run_id);
+
+CREATE TRIGGER attempts_state_moves_forward
+BEFORE UPDATE OF state ON attempts
+WHEN NOT (OLD.state = NEW.state
+          OR (OLD.state = 'running' AND NEW.state IN ('succeeded', 'failed', 'interrupted'))
+          OR (OLD.state = 'succeeded' AND NEW.state = 'superseded'))
+BEGIN
+    SELECT RAISE(ABORT, 'attempt state may only move forward');
+END;
+
+CREATE INDEX attempts_by_slurm_job ON attempts (slurm_job_id) WHERE slurm_job_id IS NOT NULL;
+
+CREATE INDEX attempts_by_job_run ON attempts (job_id, run_id);
+
+CREATE TABLE metrics (
+    attempt_id  INTEGER NOT NULL REFERENCES attempts (attempt_id),
+    model       TEXT NOT NULL,      -- PtychoPINN, Baseline, PtyChi
+    metric      TEXT NOT NULL,      -- mae, mse, psnr, ssim, ms_ssim, frc50, frc1over7, ...
+    amplitude   REAL,               -- NULL where the cell was empty or NaN
+    phase       REAL,
+    value       REAL,               -- scalar rows: registration offsets, computation time
+    PRIMARY KEY (attempt_id, model, metric)
+);
+
+CREATE VIEW failed_attempts AS
+SELECT j.dose, j.view, j.split, a.number AS attempt, a.state, a.failure_class,
+       a.exit_code, a.signal, a.failure_detail, a.device, a.started_at, a.duration_s,
+       a.stdout_log, a.stderr_log, a.run_id, j.key
+FROM attempts a
+JOIN jobs j USING (job_id)
+WHERE a.state IN ('failed', 'interrupted')
+ORDER BY a.attempt_id;
+
+CREATE VIEW study_metrics AS
+SELECT j.dose, j.view, j.split, m.model, m.metric, m.amplitude, m.phase, m.value,
+       a.number AS attempt, a.attempt_id, j.key
+FROM metrics m
+JOIN attempts a USING (attempt_id)
+JOIN jobs j USING (job_id)
+WHERE a.state = 'succeeded'
+ORDER BY j.plan_order, m.model, m.metric;
+
+CREATE VIEW condition_grid AS
+SELECT j.dose, j.view, j.split, j.state,
+       (SELECT COUNT(*) FROM attempts c WHERE c.job_id = j.job_id) AS n_attempts,
+       a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code,
+       a.failure_class,
+       CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
+       a.stdout_log, a.stderr_log,
+       j.selection_strategy, j.acceptance_rate, j.spacing_threshold, j.n_accepted, j.n_rejected,
+       j.key, j.job_id, j.plan_order,
+       a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
+FROM jobs j
+LEFT JOIN attempts a
+       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
+                          ORDER BY m.number DESC LIMIT 1)
+ORDER BY j.plan_order;
