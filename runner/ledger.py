@@ -78,6 +78,10 @@ def load_migrations() -> list[tuple[int, str]]:
 
 
 QUERIES = load_queries()
+# The parameters of upsert_job that a plan's condition and metadata may give.
+CONDITION_PARAMETERS = tuple(sorted(set(re.findall(r":(\w+)", QUERIES["upsert_job"]))
+                                    - {"key", "plan_order", "argv", "cwd", "output_dir", "fingerprint",
+                                       "run_id", "now"}))
 MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -370,16 +374,13 @@ class Ledger:
     async def sync_jobs(self, jobs: Iterable[Job], run_id: int) -> dict[str, tuple[int, JobState, str | None]]:
         """Record the plan; return per job key: (job_id, state, fingerprint of its success)."""
         now = utc_now()
-        params = [{
-            "key": job.key, "plan_order": order,
-            "dose": job.condition.get("dose"), "view": job.condition.get("view"),
-            "split": job.condition.get("split"), "argv": json.dumps(list(job.argv)),
-            "cwd": str(job.cwd), "output_dir": str(job.output_dir), "fingerprint": job.fingerprint,
-            "selection_strategy": job.metadata.get("selection_strategy"),
-            "acceptance_rate": job.metadata.get("acceptance_rate"),
-            "spacing_threshold": job.metadata.get("spacing_threshold"),
-            "n_accepted": job.metadata.get("n_accepted"), "n_rejected": job.metadata.get("n_rejected"),
-            "run_id": run_id, "now": now} for order, job in enumerate(jobs)]
+        # The plan's condition and metadata fill the columns of the same names; a column a
+        # job does not describe (a training job has no split) stays NULL.
+        described = dict.fromkeys(CONDITION_PARAMETERS)
+        params = [{**described, **job.condition, **job.metadata,
+                   "key": job.key, "plan_order": order, "argv": json.dumps(list(job.argv)),
+                   "cwd": str(job.cwd), "output_dir": str(job.output_dir), "fingerprint": job.fingerprint,
+                   "run_id": run_id, "now": now} for order, job in enumerate(jobs)]
 
         from runner.jobs import JobState
 
