@@ -199,6 +199,21 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def read_snapshot(path: Path, read: Callable[[sqlite3.Connection], T]) -> T:
+    """`read(conn)` in one read transaction of a read-only connection: a consistent snapshot, also
+    while a run writes. A failure to read is a LedgerError naming the ledger."""
+    conn = connect_reader(path)
+    try:
+        conn.execute("BEGIN")
+        result = read(conn)
+        conn.execute("COMMIT")
+        return result
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read ledger {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
 def _commit(conn: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
     """Run `ops` in one BEGIN IMMEDIATE transaction, each in a savepoint of its own: an op that
     raises is rolled back alone and gets its exception; a failed COMMIT fails them all."""

@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
-from runner.ledger import QUERIES, LedgerError, connect_reader
+from runner.ledger import QUERIES, read_snapshot
 
 
 def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict | None, dict[str, int]]:
     """Jobs (rows of `jobs_query` and their column names), the latest run and the totals by
     state, from one consistent snapshot of the ledger."""
-    conn = connect_reader(ledger)
-    try:
+    def read(conn):
         conn.row_factory = None  # plain tuples: sqlite3.Row costs more than the query at 10,000 jobs
-        conn.execute("BEGIN")
         cursor = conn.execute(QUERIES[jobs_query])
         columns = [d[0] for d in cursor.description]
         jobs = cursor.fetchall()
@@ -24,12 +21,8 @@ def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict |
         run = cursor.fetchone()
         run = dict(zip([d[0] for d in cursor.description], run)) if run else None
         totals = dict(conn.execute(QUERIES["job_totals"]).fetchall())
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot read ledger {ledger}: {exc}") from None
-    finally:
-        conn.close()
-    return jobs, columns, run, totals
+        return jobs, columns, run, totals
+    return read_snapshot(ledger, read)
 
 
 def _time_so_far(started_at: str | None) -> float | None:
