@@ -12,9 +12,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-VIEWS = ("dense", "sparse")
-SPLITS = ("train", "test")
-TEST_DATA_SOURCES = ("phase_c", "phase_d")
 # sbatch options the runner sets itself on every submission.
 OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
                       "--wrap", "--parsable", "--open-mode"}
@@ -67,12 +64,13 @@ class Settings:
     artifact_root: Path
     ledger: Path
     doses: tuple[int, ...] = ()  # empty: every dose_<int> folder found
-    views: tuple[str, ...] = VIEWS
-    splits: tuple[str, ...] = SPLITS
+    # Filters and choices as given; the study plan checks them against its vocabulary.
+    views: tuple[str, ...] = ()  # empty: every view
+    splits: tuple[str, ...] = ()  # empty: every split
     compare_cmd: tuple[str, ...] = DEFAULT_COMPARE_CMD
     compare_args: tuple[str, ...] = ()
     workdir: Path = Path.cwd()
-    test_data: tuple[tuple[str, str], ...] = (("dense", "phase_c"), ("sparse", "phase_c"))
+    test_data: tuple[str, ...] = ()  # SOURCE or VIEW=SOURCE: where each view's test NPZ comes from
     checkpoint_name: str | None = None
     gpus: str = "auto"
     jobs_per_gpu: int = 1
@@ -93,9 +91,6 @@ class Settings:
     mem: str | None = None
     sbatch_args: tuple[str, ...] = ()
     on_interrupt: OnInterrupt = OnInterrupt.CANCEL
-
-    def test_data_source(self, view: str) -> str:
-        return dict(self.test_data).get(view, "phase_c")
 
 
 # Keys accepted in the TOML file: the flag names with underscores.
@@ -182,25 +177,11 @@ def _dose(value: Any) -> int:
     return int(dose)
 
 
-def _choices(values: list, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    for value in values:
-        if value not in allowed:
-            raise ConfigError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
-    return tuple(v for v in allowed if v in values)  # keep the study's order
-
-
-def _test_data(value: Any) -> tuple[tuple[str, str], ...]:
-    mapping = dict(Settings.test_data)
-    items = value.items() if isinstance(value, dict) else (
-        item.split("=", 1) if "=" in item else (None, item) for item in value)
-    for view, source in items:
-        if source not in TEST_DATA_SOURCES:
-            raise ConfigError(f"--test-data {source!r}: use phase_c or phase_d, optionally VIEW=SOURCE")
-        for target in ([view] if view else VIEWS):
-            if target not in VIEWS:
-                raise ConfigError(f"--test-data: unknown view {target!r}")
-            mapping[target] = source
-    return tuple(mapping.items())
+def _texts(value: Any) -> tuple[str, ...]:
+    """A flag or key that takes one or more words, as a tuple of them."""
+    if isinstance(value, dict):  # a TOML table {VIEW = SOURCE}
+        return tuple(f"{k}={v}" for k, v in value.items())
+    return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
 
 
 def _choice(merged: dict[str, Any], key: str) -> enum.Enum:
@@ -316,12 +297,12 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         phase_e_root=phase["phase_e"], phase_f_root=phase["phase_f"], artifact_root=artifact,
         ledger=_path(ledger, "--ledger", cwd) if ledger else artifact / "ledger.db",
         doses=tuple(sorted({_dose(d) for d in doses})),
-        views=_choices(list(merged.get("views") or merged.get("view") or VIEWS), VIEWS, "view"),
-        splits=_choices(list(merged.get("splits") or merged.get("split") or SPLITS), SPLITS, "split"),
+        views=_texts(merged.get("views") or merged.get("view") or ()),
+        splits=_texts(merged.get("splits") or merged.get("split") or ()),
         compare_cmd=tuple(str(c) for c in compare_cmd),
         compare_args=tuple(str(a) for a in compare_args),
         workdir=workdir,
-        test_data=_test_data(merged.get("test_data") or []),
+        test_data=_texts(merged.get("test_data") or ()),
         checkpoint_name=merged.get("checkpoint_name"),
         gpus=str(merged.get("gpus", "auto")),
         jobs_per_gpu=_int(merged.get("jobs_per_gpu", 1), "--jobs-per-gpu", 1),

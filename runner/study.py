@@ -20,6 +20,9 @@ from runner.config import Settings, SuccessRule
 from runner.jobs import FailureClass, Job, MetricsCheck
 from runner.npzmeta import NpzEntryError, read_npz_string
 
+VIEWS = ("dense", "sparse")
+SPLITS = ("train", "test")
+TEST_DATA_SOURCES = ("phase_c", "phase_d")  # where a view's test NPZ comes from
 METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
 EXPECTED_MODELS = ("PtychoPINN", "Baseline", "PtyChi")
 METRICS_FILE = "comparison_metrics.csv"
@@ -241,8 +244,32 @@ def check_compare_command(settings: Settings) -> None:
             raise PlanError(f"compare script {named[0]} not found from {settings.workdir}")
 
 
+def _chosen(given: tuple[str, ...], allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    for value in given:
+        if value not in allowed:
+            raise PlanError(f"--{flag} {value!r} is not one of {', '.join(allowed)}")
+    return tuple(v for v in allowed if v in given) if given else allowed  # the study's order
+
+
+def npz_origin_by_view(given: tuple[str, ...]) -> dict[str, str]:
+    """Per view, the phase its test NPZ comes from: phase_c unless --test-data says otherwise."""
+    sources = dict.fromkeys(VIEWS, "phase_c")
+    for item in given:
+        view, source = item.split("=", 1) if "=" in item else (None, item)
+        if source not in TEST_DATA_SOURCES:
+            raise PlanError(f"--test-data {source!r}: use phase_c or phase_d, optionally VIEW=SOURCE")
+        for target in ([view] if view else VIEWS):
+            if target not in VIEWS:
+                raise PlanError(f"--test-data: unknown view {target!r}")
+            sources[target] = source
+    return sources
+
+
 def plan(settings: Settings) -> list[Job]:
     """Every (dose, view, split) condition the folders hold, in the study's order."""
+    views = _chosen(settings.views, VIEWS, "view")
+    splits = _chosen(settings.splits, SPLITS, "split")
+    sources = npz_origin_by_view(settings.test_data)
     found = discover_doses(settings.phase_c_root)
     for dose in settings.doses:
         if dose not in found:
@@ -255,9 +282,9 @@ def plan(settings: Settings) -> list[Job]:
     inputs = _Inputs()
     jobs = []
     for dose in doses:
-        for view in settings.views:
-            for split in settings.splits:
-                jobs.append(_job(settings, dose, view, split, manifest_meta, script_hash, inputs))
+        for view in views:
+            for split in splits:
+                jobs.append(_job(settings, dose, view, split, sources[view], manifest_meta, script_hash, inputs))
     return jobs
 
 
@@ -290,13 +317,13 @@ def smaller_chunks(argv: tuple[str, ...], failure: FailureClass | None) -> tuple
     return tuple(argv) if changed else None
 
 
-def _job(settings: Settings, dose: int, view: str, split: str,
+def _job(settings: Settings, dose: int, view: str, split: str, test_source: str,
          manifest_meta: dict, script_hash: str, known: _Inputs) -> Job:
     # Plain strings, not Path joins: a plan of 10,000 jobs builds 100,000 paths.
     e_root = f"{settings.phase_e_root}/dose_{dose}"
     pinn_dir, baseline_dir = f"{e_root}/{view}/gs2", f"{e_root}/baseline/gs1"
     view_npz = _view_npz(settings, dose, view, split)
-    if settings.test_data_source(view) == "phase_d":
+    if test_source == "phase_d":
         test_data = str(view_npz or f"{settings.phase_d_root or '<no --phase-d-root>'}/dose_{dose}/{view}/{view}_{split}.npz")
     else:
         test_data = f"{settings.phase_c_root}/dose_{dose}/patched_{split}.npz"

@@ -3,6 +3,7 @@
 import pytest
 
 from runner.config import ConfigError, build_settings
+from runner.study import PlanError, plan, npz_origin_by_view
 
 
 def test_toml_keys_are_read_and_paths_are_relative_to_the_file(study, tmp_path):
@@ -13,7 +14,7 @@ def test_toml_keys_are_read_and_paths_are_relative_to_the_file(study, tmp_path):
     s = build_settings({"config": str(config)}, cwd=tmp_path / "elsewhere")
     assert s.phase_c_root == study / "phase_c" and s.artifact_root == study / "analysis"
     assert (s.retries, s.gpus, s.timeout) == (2, "none", 600.0)
-    assert s.test_data_source("sparse") == "phase_d" and s.test_data_source("dense") == "phase_c"
+    assert npz_origin_by_view(s.test_data) == {"dense": "phase_c", "sparse": "phase_d"}
     assert s.ledger == study / "analysis" / "ledger.db"
 
 
@@ -29,7 +30,6 @@ def test_flags_override_the_file(study, tmp_path):
     ("retires = 3", "unknown key 'retires'"),
     ("retries = -1", "--retries must be an integer >= 0"),
     ("timeout = 0", "--timeout must be a positive"),
-    ('view = ["diagonal"]', "'diagonal' is not one of dense, sparse"),
     ('dose = ["-3"]', "positive whole number"),
     ('success = "maybe"', "--success 'maybe' is not one of metrics, exit-code"),
     ('order = "random"', "--order 'random' is not one of longest-first, plan"),
@@ -39,6 +39,19 @@ def test_bad_config_values_are_named(study, tmp_path, content, message):
     config.write_text(f'study_root = "study"\n{content}\n')
     with pytest.raises(ConfigError, match=message):
         build_settings({"config": str(config)}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('view = ["diagonal"]', "--view 'diagonal' is not one of dense, sparse"),
+    ('split = "validation"', "--split 'validation' is not one of train, test"),
+    ('test_data = {diagonal = "phase_d"}', "unknown view 'diagonal'"),
+    ('test_data = "phase_x"', "'phase_x': use phase_c or phase_d"),
+])
+def test_the_study_vocabulary_is_checked_by_the_plan(study, tmp_path, content, message):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'study_root = "study"\n{content}\n')
+    with pytest.raises(PlanError, match=message):
+        plan(build_settings({"config": str(config)}, cwd=tmp_path))
 
 
 def test_missing_roots_are_named(tmp_path):
