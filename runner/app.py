@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import __version__, manifest
+from runner import __version__, downstream, manifest
 from runner.config import Backend, ConfigError, Order, Settings
 from runner.executors import Executor
 from runner.executors.local import LocalExecutor
 from runner.jobs import Job
-from runner.ledger import Ledger, probe
+from runner.ledger import Ledger, LedgerError, probe
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
@@ -78,7 +78,7 @@ def dry_run(settings: Settings) -> tuple[list[Job], Path, Path]:
     """The plan written as the reference's dry run does (manifest and numbered summary)."""
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
-    return (jobs, *manifest.write_plan(settings.artifact_root, jobs))
+    return (jobs, *manifest.write_plan(settings.artifact_root, jobs, downstream.plan_fields(settings, jobs)))
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -169,12 +169,12 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
         stopped = scheduler.stop_signal
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
         results = await ledger.run_results(run_id)
-        try:
-            manifest_path = manifest.write_results(settings.artifact_root, results)
-        except OSError as exc:  # e.g. a full disk: the ledger holds every result anyway
+        try:  # comparison_manifest.json and the files PtychoPINN's downstream tools read
+            manifest_path = downstream.write_run_files(settings, jobs, results)
+        except (OSError, LedgerError) as exc:  # e.g. a full disk: the ledger holds every result anyway
             manifest_path = None
-            warn(f"cannot write comparison_manifest.json in {settings.artifact_root} ({exc.strerror}); "
-                 "the ledger has the results")
+            warn(f"cannot write comparison_manifest.json and the metrics summaries in {settings.artifact_root} "
+                 f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
     finally:
         progress.close()
         await ledger.close()

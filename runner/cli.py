@@ -170,11 +170,12 @@ def command_report(args: argparse.Namespace) -> int:
     except report.NothingToReport as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 1
-    if files.plot_problem:
-        print(f"runner: warning: {files.plot_problem}", file=sys.stderr)
+    for problem in (files.plot_problem, files.downstream_problem):
+        if problem:
+            print(f"runner: warning: {problem}", file=sys.stderr)
     print(report.headline_text(summary))
-    print(f"{summary['n_success']} of {summary['n_jobs']} conditions reported, {summary['n_failed']} failed, "
-          f"{summary['n_blocked']} blocked, {summary['n_not_run']} not run")
+    print(f"{summary['n_reported']} of {summary['n_jobs']} conditions reported, "
+          f"{summary['n_failed_or_interrupted']} failed, {summary['n_blocked']} blocked, {summary['n_not_run']} not run")
     for problem in summary["problems"]:
         print(f"  {problem['key']}: {problem['state']} ({problem['failure_class']}) "
               f"{problem['log_path'] or problem['detail'] or ''}")

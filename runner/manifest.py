@@ -33,11 +33,15 @@ def _relative(path: str | None, root: str) -> str | None:
     return path[len(root):] if path.startswith(root) else path
 
 
-def write_plan(artifact_root: Path, jobs: list[Job]) -> tuple[Path, Path]:
-    """The dry-run files: the manifest without results and a numbered list of commands."""
+def write_plan(artifact_root: Path, jobs: list[Job], plan: dict | None = None) -> tuple[Path, Path]:
+    """The dry-run files: the manifest without results and a numbered list of commands.
+    `plan` holds the reference's `filters` and per-job inputs (`jobs`), merged in when given."""
+    plan = plan or {}
+    inputs = plan.get("jobs") or [{} for _ in jobs]
     manifest = {"n_jobs": len(jobs), "n_executed": 0, "n_success": 0, "n_failed": 0, "dry_run": True,
-                "jobs": [{**job.condition, "command": list(job.argv), "blocked": job.blocked_reason}
-                         for job in jobs],
+                **{k: v for k, v in plan.items() if k != "jobs"},
+                "jobs": [{**job.condition, **fields, "command": list(job.argv), "blocked": job.blocked_reason}
+                         for job, fields in zip(jobs, inputs)],
                 "execution_results": []}
     lines = [f"Comparison plan: {len(jobs)} jobs"]
     for number, job in enumerate(jobs, 1):
@@ -50,20 +54,45 @@ def write_plan(artifact_root: Path, jobs: list[Job]) -> tuple[Path, Path]:
     return manifest_path, summary_path
 
 
-def write_results(artifact_root: Path, results: list[dict]) -> Path:
-    """The manifest of a run: every planned job with the return code of its attempt this run."""
-    executed = [r for r in results if r["executed"]]
-    success = [r for r in executed if r["state"] == "succeeded"]
+NOT_A_SUCCESS = -1  # the reference's return code for a job that failed without an exit status of its own
+
+
+def returncode_and_error(result: dict) -> tuple[int, str | None]:
+    """The entry's `returncode` (0 exactly when the job's standing result is a success) and, for
+    any other job, an `error` saying why: a blocked job names its missing input."""
+    if result["state"] == "succeeded":
+        return 0, None
+    code = -result["signal"] if result["signal"] else result["exit_code"]
+    if not code:  # exit 0 without metrics, never started, blocked, interrupted before it ended
+        code = NOT_A_SUCCESS
+    if result["state"] == "blocked":
+        return code, f"blocked: {result['blocked_reason']}"
+    if result["failure_class"]:
+        detail = result["failure_detail"]
+        return code, result["failure_class"] + (f": {detail}" if detail else "")
+    return code, "not run" if result["state"] == "pending" else result["state"]
+
+
+def write_results(artifact_root: Path, results: list[dict], plan: dict | None = None) -> Path:
+    """The manifest of a run: every planned job with its attempt of this run, else its standing
+    result. The counts describe the study as it stands, so a resumed run with nothing left to do
+    still reports every success: n_success + n_failed = n_jobs; n_executed = run by this run."""
     entries = []
     root = str(artifact_root).rstrip("/") + "/"
     for r in results:
-        returncode = r["exit_code"] if not r["signal"] else -r["signal"]
-        entries.append({"dose": r["dose"], "view": r["view"], "split": r["split"],
-                        "returncode": returncode, "log_path": _relative(r["stdout_log"], root),
-                        "state": r["state"], "failure_class": r["failure_class"],
-                        "executed": bool(r["executed"])})
-    manifest = {"n_jobs": len(results), "n_executed": len(executed), "n_success": len(success),
-                "n_failed": len(executed) - len(success), "execution_results": entries}
+        returncode, error = returncode_and_error(r)
+        entry = {"dose": r["dose"], "view": r["view"], "split": r["split"],
+                 "returncode": returncode, "log_path": _relative(r["stdout_log"], root),
+                 "state": r["state"],
+                 "failure_class": "blocked" if r["state"] == "blocked" else r["failure_class"],
+                 "executed": bool(r["executed"])}
+        if error is not None:
+            entry["error"] = error
+        entries.append(entry)
+    n_success = sum(e["returncode"] == 0 for e in entries)
+    manifest = {"n_jobs": len(results), "n_executed": sum(e["executed"] for e in entries),
+                "n_success": n_success, "n_failed": len(entries) - n_success,
+                **(plan or {}), "execution_results": entries}
     path = artifact_root / "comparison_manifest.json"
     write_atomic(path, json.dumps(manifest, indent=2) + "\n")
     return path

@@ -100,15 +100,16 @@ WHERE state IN ('succeeded', 'superseded') AND duration_s IS NOT NULL
 GROUP BY job_id;
 
 -- name: run_results
--- Each job planned by a run with its attempt of that run, or else its standing success,
--- for the compatibility manifest.
-SELECT j.key, j.dose, j.view, j.split, j.state, a.exit_code, a.signal, a.failure_class,
-       a.stdout_log, a.number, a.run_id = :run_id AS executed
+-- Each job planned by a run with its attempt of that run, or else its standing success, or else
+-- its latest attempt, for the compatibility manifest.
+SELECT j.key, j.dose, j.view, j.split, j.state, j.blocked_reason, a.exit_code, a.signal,
+       a.failure_class, a.failure_detail, a.stdout_log, a.number, a.run_id = :run_id AS executed
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = COALESCE(
             (SELECT MAX(attempt_id) FROM attempts m WHERE m.job_id = j.job_id AND m.run_id = :run_id),
-            (SELECT attempt_id FROM attempts s WHERE s.job_id = j.job_id AND s.state = 'succeeded'))
+            (SELECT attempt_id FROM attempts s WHERE s.job_id = j.job_id AND s.state = 'succeeded'),
+            (SELECT MAX(attempt_id) FROM attempts l WHERE l.job_id = j.job_id))
 WHERE j.last_run_id = :run_id
 ORDER BY j.plan_order;
 
@@ -148,7 +149,7 @@ SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, 
        g.detail, g.stdout_log, g.stderr_log, g.selection_strategy, g.acceptance_rate,
        g.spacing_threshold, g.n_accepted, g.n_rejected, j.output_dir,
        s.number AS success_attempt, s.device AS success_device, s.ended_at AS success_ended_at,
-       s.duration_s AS success_duration_s, s.run_id AS success_run_id
+       s.duration_s AS success_duration_s, s.run_id AS success_run_id, j.last_run_id
 FROM condition_grid g
 JOIN jobs j USING (job_id)
 LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'

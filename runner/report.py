@@ -42,6 +42,7 @@ class Files:
     html: Path
     plots: list[Path]
     plot_problem: str | None
+    downstream_problem: str | None = None  # why PtychoPINN's files in the artifact root were not refreshed
 
 
 def read_ledger(ledger: Path) -> dict:
@@ -86,7 +87,9 @@ def aggregate(jobs: list[dict]) -> dict:
 
 
 def deltas(jobs: list[dict], metrics=("ms_ssim", "mae")) -> dict:
-    """PtychoPINN minus each other arm, paired by condition, overall and per dose."""
+    """PtychoPINN minus each other arm, paired by condition, overall and per dose; beside it the
+    difference of the two arms' means (what PtychoPINN's delta files hold), which differs from
+    the paired mean only when a cell of one arm is empty."""
     result: dict = {}
     for pinn, other in DELTAS:
         name = f"{pinn} - {other}"
@@ -102,8 +105,15 @@ def deltas(jobs: list[dict], metrics=("ms_ssim", "mae")) -> dict:
                              and j["metrics"].get(other, {}).get(metric, {}).get(part) is not None]
                     entry[part] = _mean(pairs)
                     entry[f"n_{part}"] = len(pairs)
+                    entry[f"difference_of_means_{part}"] = _difference_of_means(group, pinn, other, metric, part)
                 result[name].setdefault(metric, {})[scope] = entry
     return result
+
+
+def _difference_of_means(jobs: list[dict], pinn: str, other: str, metric: str, part: str) -> float | None:
+    means = [_mean([v for j in jobs if (v := j["metrics"].get(model, {}).get(metric, {}).get(part)) is not None])
+             for model in (pinn, other)]
+    return None if None in means else means[0] - means[1]
 
 
 def _model_order(model: str) -> tuple:
@@ -143,8 +153,11 @@ def build(snapshot: dict, ledger: Path) -> dict:
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "ledger": str(ledger),
         "n_jobs": len(states),
-        "n_success": len(reported),
-        "n_failed": sum(s in ("failed", "interrupted") for s in states),
+        # PtychoPINN's counts: n_success = conditions whose latest attempt succeeded, n_failed = the rest.
+        "n_success": states.count("succeeded"),
+        "n_failed": len(states) - states.count("succeeded"),
+        "n_reported": len(reported),
+        "n_failed_or_interrupted": sum(s in ("failed", "interrupted") for s in states),
         "n_blocked": states.count("blocked"),
         "n_not_run": states.count("pending") + states.count("running"),
         "jobs": reported,
@@ -162,16 +175,30 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
+PAIRED_NOTE = ("Paired differences, PtychoPINN minus the other arm, over the conditions where both "
+               "have a value (MS-SSIM: positive = PINN better; MAE: negative = PINN better). "
+               "PtychoPINN's own delta files (metrics_delta_summary.json) hold the difference of the "
+               "arms' means instead, each mean over every condition where that arm has a value; the two "
+               "differ only when a cell is empty, and then both are shown.")
+
+
+def delta_cell(entry: dict, part: str) -> str:
+    """The paired delta, and the difference of means beside it where the two differ."""
+    paired, of_means = entry[part], entry[f"difference_of_means_{part}"]
+    if paired == of_means or (paired is not None and of_means is not None and abs(paired - of_means) < 1e-12):
+        return _fmt(paired, True)
+    return f"{_fmt(paired, True)} (difference of means {_fmt(of_means, True)})"
+
+
 def deltas_text(summary: dict) -> str:
     """The deltas in a few sentences a reader can paste into a paper draft."""
-    lines = ["Paired differences, PtychoPINN minus the other arm, over the conditions where both "
-             "have a value (MS-SSIM: positive = PINN better; MAE: negative = PINN better)."]
+    lines = [PAIRED_NOTE]
     for name, metrics in summary["deltas"].items():
         for scope, entry in metrics["ms_ssim"].items():
             mae = metrics["mae"][scope]
-            lines.append(f"{name} [{scope}]: MS-SSIM amplitude {_fmt(entry['amplitude'], True)}, "
-                         f"phase {_fmt(entry['phase'], True)}; MAE amplitude {_fmt(mae['amplitude'], True)}, "
-                         f"phase {_fmt(mae['phase'], True)} ({entry['n_phase']} conditions)")
+            lines.append(f"{name} [{scope}]: MS-SSIM amplitude {delta_cell(entry, 'amplitude')}, "
+                         f"phase {delta_cell(entry, 'phase')}; MAE amplitude {delta_cell(mae, 'amplitude')}, "
+                         f"phase {delta_cell(mae, 'phase')} ({entry['n_phase']} conditions)")
     return "\n".join(lines) + "\n"
 
 
@@ -252,15 +279,27 @@ def draw_plots(table: Path, condition: dict, out: Path, python: str, checkout: P
 
 def write_report(ledger: Path, out: Path, condition: str | None = None,
                  python: str = sys.executable) -> tuple[dict, Files]:
+    from runner import downstream
     from runner.report_html import render_html
 
-    summary = build(read_ledger(ledger), ledger)
+    snapshot = read_ledger(ledger)
+    summary = build(snapshot, ledger)
     if not summary["jobs"]:
         raise NothingToReport(f"the ledger {ledger} holds no succeeded comparison yet "
                               f"({summary['n_jobs']} conditions); run `python -m runner run` first")
     out.mkdir(parents=True, exist_ok=True)
+    # PtychoPINN's files in the artifact root, refreshed from the ledger.
+    artifact_root = downstream.artifact_root_of(snapshot)
+    phase_c_root = downstream.phase_c_root_of(artifact_root)
+    try:
+        downstream.write_files(artifact_root, snapshot, phase_c_root)
+        refresh_problem = None
+    except OSError as exc:
+        refresh_problem = (f"PtychoPINN's metrics files in {artifact_root} were not refreshed "
+                           f"({exc.strerror or exc})")
     files_summary, files_deltas = out / "metrics_summary.json", out / "deltas.txt"
-    write_atomic(files_summary, json.dumps(summary, indent=2) + "\n")
+    write_atomic(files_summary, json.dumps(downstream.report_summary(summary, snapshot, phase_c_root,
+                                                                     artifact_root.parent), indent=2) + "\n")
     write_atomic(files_deltas, deltas_text(summary))
     table = out / "study_table.csv"
     write_table(summary, table)
@@ -268,4 +307,4 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     plots, problem = draw_plots(table, shown, out / "plots", python, Path(__file__).resolve().parent.parent)
     html = out / "report.html"
     write_atomic(html, render_html(summary, plots, problem, shown["key"]))
-    return summary, Files(files_summary, files_deltas, table, html, plots, problem)
+    return summary, Files(files_summary, files_deltas, table, html, plots, problem, refresh_problem)

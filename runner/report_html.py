@@ -8,7 +8,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.report import COMPONENTS, _fmt, _model_order, headline
+from runner.report import COMPONENTS, PAIRED_NOTE, _fmt, _model_order, delta_cell, headline
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
@@ -52,10 +52,9 @@ def _deltas(summary: dict) -> str:
     for name, metrics in summary["deltas"].items():
         for scope, ms_ssim in metrics["ms_ssim"].items():
             mae = metrics["mae"][scope]
-            rows.append([name, scope, _fmt(ms_ssim["amplitude"], True), _fmt(ms_ssim["phase"], True),
-                         _fmt(mae["amplitude"], True), _fmt(mae["phase"], True), ms_ssim["n_phase"]])
-    return ("<p>Paired: the mean of per-condition differences over the conditions where both arms have "
-            "a value. MS-SSIM: positive = PtychoPINN better; MAE: negative = PtychoPINN better.</p>"
+            rows.append([name, scope, delta_cell(ms_ssim, "amplitude"), delta_cell(ms_ssim, "phase"),
+                         delta_cell(mae, "amplitude"), delta_cell(mae, "phase"), ms_ssim["n_phase"]])
+    return (f"<p>{escape(PAIRED_NOTE)}</p>"
             + _table(["difference", "conditions", "MS-SSIM amplitude", "MS-SSIM phase", "MAE amplitude",
                       "MAE phase", "n"], rows, text_columns=2))
 
@@ -112,8 +111,9 @@ def _shown_path(path: str) -> str:
 
 def render_html(summary: dict, plots: list[Path], plot_problem: str | None,
                 montage_key: str) -> str:
-    counts = (f"{summary['n_jobs']} conditions: {summary['n_success']} reported, "
-              f"{summary['n_failed']} failed, {summary['n_blocked']} blocked, {summary['n_not_run']} not run")
+    counts = (f"{summary['n_jobs']} conditions: {summary['n_reported']} reported, "
+              f"{summary['n_failed_or_interrupted']} failed, {summary['n_blocked']} blocked, "
+              f"{summary['n_not_run']} not run")
     figures = "".join(_image(p, p.stem) for p in plots if not p.stem.startswith("montage"))
     montage = "".join(_image(p, p.stem) for p in plots if p.stem.startswith("montage"))
     problem = f'<p class="bad">{escape(plot_problem)}</p>' if plot_problem else ""

@@ -355,3 +355,38 @@ def _job(settings: Settings, dose: int, view: str, split: str, test_source: str,
                fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},
                metadata=metadata, blocked_reason=blocked, exit_classes=EXIT_CLASSES,
                adapt_argv=smaller_chunks)
+
+
+def _flag_value(argv: tuple[str, ...], flag: str) -> str | None:
+    """The value argparse would give `flag` in `argv` (its last occurrence, `--f v` or `--f=v`)."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def comparison_inputs(settings: Settings, job: Job) -> dict[str, Any]:
+    """One job as the reference Phase G listed it (STUDY.md §6), from the command it runs:
+    `phase_c_npz` is the test data, the checkpoints are the model folders, and `phase_f_manifest`
+    is the legacy per-split Phase F manifest when the study has one, else the reconstruction NPZ
+    itself (`tike_recon_path` always names the NPZ)."""
+    condition = job.condition
+    legacy = (f"{settings.phase_f_root}/dose_{condition['dose']}_{condition['view']}_"
+              f"{condition['split']}/manifest.json")
+    reconstruction = _flag_value(job.argv, "--tike_recon_path")
+    sigma = _flag_value(job.argv, "--ms-ssim-sigma")
+    try:
+        sigma_value: float | str | None = float(sigma) if sigma is not None else None
+    except ValueError:
+        sigma_value = sigma  # passed on as written; the compare script will refuse it
+    return {"phase_c_npz": _flag_value(job.argv, "--test_data"),
+            "pinn_checkpoint": _flag_value(job.argv, "--pinn_dir"),
+            "baseline_checkpoint": _flag_value(job.argv, "--baseline_dir"),
+            "phase_f_manifest": legacy if os.path.isfile(legacy) else reconstruction,
+            "tike_recon_path": reconstruction,
+            "ms_ssim_sigma": sigma_value,
+            "skip_registration": "--skip-registration" in job.argv,
+            "register_ptychi_only": "--register-ptychi-only" in job.argv}
