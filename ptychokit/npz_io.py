@@ -25,7 +25,7 @@ class PtychoData:
     object: np.ndarray | None = None  # (M, M) complex64 ground truth
     patches: np.ndarray | None = None  # (n, N, N) complex64 ground-truth object patches (`Y`)
     scan_index: np.ndarray | None = None  # (n,) int64, index into the full Phase C scan
-    metadata: dict[str, Any] | None = None  # Phase D `_metadata`
+    metadata: dict[str, Any] | None = None  # `_metadata`: Phase C provenance or Phase D selection
 
     @property
     def patch_size(self) -> int:
@@ -40,7 +40,7 @@ class PtychoData:
 
 
 def write_ptycho_npz(path: Path, data: PtychoData) -> None:
-    """Write the §4 keys; `_metadata` only when the data carries Phase D metadata."""
+    """Write the §4 keys; `_metadata` only when the data carries metadata (Phase C or D)."""
     arrays: dict[str, np.ndarray] = {
         "diffraction": data.diffraction.astype(np.float32),
         "probeGuess": data.probe.astype(np.complex64),

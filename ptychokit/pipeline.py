@@ -31,12 +31,14 @@ METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold",
 
 
 def phase_c(root: Path, preset: Preset, seed: int) -> None:
-    """Simulate the scene once and measure it at every dose: phase_c/dose_D/patched_{split}.npz."""
+    """Simulate the scene once and measure it at every dose: phase_c/dose_D/patched_{split}.npz,
+    with `_metadata` (dose, seed, preset and the `data_transformations` that made it)."""
     scene = make_scene(preset, seed)
     log.info("[C] object %dx%d, probe %dx%d, %d scan positions", *scene.object.shape,
              *scene.probe.shape, scene.xcoords.size)
     for dose in preset.doses:
         for split, data in measure(scene, dose, seed).items():
+            data = replace(data, metadata={**(data.metadata or {}), "preset": preset.name})
             write_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz", data)
             mean_counts = float((data.diffraction.astype("float64") ** 2).sum((1, 2)).mean())
             log.info("[C] dose %d %s: %d patterns, mean counts %.0f", dose, split,

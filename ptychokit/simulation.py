@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -40,12 +40,27 @@ def make_scene(preset: Preset, seed: int) -> Scene:
 
 
 def measure(scene: Scene, dose: int, seed: int) -> dict[str, PtychoData]:
-    """The scene measured at `dose` photons per pattern (on average), split along y."""
+    """The scene measured at `dose` photons per pattern (on average), split along y. Each split
+    carries `_metadata` naming the dose, the seed and the steps that made it, in order."""
     probe = dose_scaled_probe(scene.probe, scene.patches, dose)
-    rng = np.random.default_rng([seed, 2, dose])  # one noise stream per dose, reproducible alone
+    noise_seed = [seed, 2, dose]
+    rng = np.random.default_rng(noise_seed)  # one noise stream per dose, reproducible alone
     amplitudes = simulate_amplitudes(probe, scene.patches, rng)
     full = PtychoData(diffraction=amplitudes, probe=probe, xcoords=scene.xcoords,
                       ycoords=scene.ycoords, object=scene.object, patches=scene.patches,
                       scan_index=np.arange(scene.xcoords.size, dtype=np.int64))
+    boundary = 0.5 * scene.object.shape[0]
     masks = split_masks(scene.ycoords, scene.object.shape[0])
-    return {split: full.subset(np.flatnonzero(mask)) for split, mask in masks.items()}
+    steps = [
+        {"tool": "ptychokit.forward.dose_scaled_probe", "parameters": {"dose": dose},
+         "operation": "scaled the probe so that the mean expected counts per pattern equal the dose"},
+        {"tool": "ptychokit.forward.simulate_amplitudes", "parameters": {"noise": "poisson", "rng_seed": noise_seed},
+         "operation": "drew Poisson counts of every far-field pattern and stored their square roots"},
+    ]
+    return {split: replace(full.subset(np.flatnonzero(mask)), metadata={
+                "dose": dose, "seed": seed, "split": split, "n_positions": int(mask.sum()),
+                "data_transformations": steps + [{
+                    "tool": "ptychokit.scan.split_masks", "parameters": {"axis": "y", "boundary_px": boundary},
+                    "operation": f"kept the {split} positions of the spatial split along y "
+                                 f"({'below' if split == 'train' else 'at or above'} {boundary:g} px)"}]})
+            for split, mask in masks.items()}
