@@ -54,6 +54,22 @@ def test_phase_c_writes_both_splits_of_every_dose(tiny_study):
         assert not set(train.scan_index) & set(test.scan_index)
 
 
+def test_phase_c_npzs_carry_metadata_of_what_the_simulation_did(tiny_study):
+    for dose in DOSES:
+        for split in SPLITS:
+            path = tiny_study / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz"
+            with np.load(path) as npz:
+                raw = npz["_metadata"]
+                n = npz["diffraction"].shape[0]
+            assert raw.dtype.kind == "U" and raw.shape == ()  # a plain string: read without unpickling
+            meta = json.loads(str(raw))
+            assert (meta["dose"], meta["seed"], meta["preset"], meta["split"], meta["n_positions"]) == (dose, 42, "tiny", split, n)
+            tools = [step["tool"] for step in meta["data_transformations"]]
+            assert tools == ["ptychokit.forward.dose_scaled_probe", "ptychokit.forward.simulate_amplitudes",
+                             "ptychokit.scan.split_masks"]
+            assert all(step["operation"] and isinstance(step["parameters"], dict) for step in meta["data_transformations"])
+
+
 def test_phase_d_views_carry_plain_string_metadata(tiny_study):
     for dose in DOSES:
         for view in VIEWS:
