@@ -74,7 +74,7 @@ def test_a_full_artifact_root_fails_the_attempts_and_the_run_ends_cleanly(study,
     assert outcomes == [("succeeded", None)] + [("failed", "disk_full")] * 3
     assert "Traceback" not in result.stdout + result.stderr
     assert "runner: warning: cannot write comparison_manifest.json" in result.stderr
-    assert not list((study / "analysis").glob(".comparison_manifest.json.*"))  # no half-written file
+    assert not list((study / "analysis").glob(".*.tmp"))  # no half-written manifest or metrics summary
     assert ledger_rows(ledger, "SELECT outcome FROM runs")[0]["outcome"] == "completed"
 
 

@@ -89,6 +89,8 @@ def test_ledger_logs_and_outputs_are_readable_by_the_user_only(study):
     job = analysis / "dose_1000/dense/train"
     files = [analysis / "ledger.db", analysis / "ledger.db-wal", analysis / "ledger.db-shm",
              analysis / "ledger.db.lock", analysis / "comparison_manifest.json",
+             analysis / "metrics_summary.json", analysis / "metrics_delta_summary.json",
+             analysis / "metrics_delta_highlights.txt", analysis / "metrics_delta_highlights_preview.txt",
              job / "logs/attempt-1.stdout.log", job / "logs/attempt-1.stderr.log",
              job / "comparison_metrics.csv"]  # the last one written by the command itself
     folders = [analysis, analysis / "dose_1000", analysis / "dose_1000/dense", job, job / "logs"]
