@@ -41,21 +41,20 @@ PREVIEW_FILE = "metrics_delta_highlights_preview.txt"
 
 # --- comparison_manifest.json: the plan fields --------------------------------------------------
 
-def _filter(given: tuple, everything: tuple | None = None) -> object:
-    """A run filter as the reference wrote it: null when the run was not restricted, the value
-    when one was given, the list when several were."""
-    if not given or (everything is not None and set(given) == set(everything)):
+def _filter(given: tuple) -> object:
+    """A run filter as the reference wrote it: null when none was given, the value when one was,
+    the list when several were."""
+    if not given:
         return None
     return given[0] if len(given) == 1 else list(given)
 
 
 def plan_fields(settings: Settings, jobs: list[Job]) -> dict:
     """`filters`, `phase_c_root` and `jobs[]` (one per planned job, the reference's fields)."""
-    from runner.config import SPLITS as ALL_SPLITS, VIEWS as ALL_VIEWS
     from runner.study import comparison_inputs
 
-    return {"filters": {"dose": _filter(settings.doses), "view": _filter(settings.views, ALL_VIEWS),
-                        "split": _filter(settings.splits, ALL_SPLITS)},
+    return {"filters": {"dose": _filter(settings.doses), "view": _filter(settings.views),
+                        "split": _filter(settings.splits)},
             "phase_c_root": str(settings.phase_c_root),
             "jobs": [{**job.condition, **comparison_inputs(settings, job)} for job in jobs]}
 
