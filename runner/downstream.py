@@ -16,19 +16,17 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import fmean
 
 from runner.manifest import write_atomic
 from runner.npzmeta import NpzEntryError, read_npz_string
+from runner.report_format import mean, model_order
+from runner.study import OTHER_ARMS, PINN, SPLITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from runner.config import Settings
     from runner.jobs import Job
 
-MODELS = ("PtychoPINN", "Baseline", "PtyChi")
-OTHER_ARMS = ("Baseline", "PtyChi")
-SPLITS = ("train", "test")
 CANONICAL_TOOL = "transpose_rename_convert"  # the Phase C canonicalisation PtychoPINN requires
 # Highlight lines in PtychoPINN's order: (metric, label, decimals) x other arm.
 HIGHLIGHTS = (("ms_ssim", "MS-SSIM", 3), ("mae", "MAE", 6))
@@ -61,10 +59,6 @@ def plan_fields(settings: Settings, jobs: list[Job]) -> dict:
 
 # --- metrics_summary.json ------------------------------------------------------------------------
 
-def _model_order(model: str) -> tuple:
-    return (MODELS.index(model) if model in MODELS else len(MODELS), model)
-
-
 def metric_lists(rows: list[dict]) -> dict[str, list[dict]]:
     """Per condition key, its metric rows as PtychoPINN lists them: `{model, metric, amplitude,
     phase}`, or `{model, metric, value}` for a scalar row. An empty or NaN cell is null."""
@@ -77,12 +71,8 @@ def metric_lists(rows: list[dict]) -> dict[str, list[dict]]:
                      "phase": row["phase"]}
         found.setdefault(row["key"], []).append(entry)
     for entries in found.values():
-        entries.sort(key=lambda e: (_model_order(e["model"]), e["metric"]))
+        entries.sort(key=lambda e: (model_order(e["model"]), e["metric"]))
     return found
-
-
-def _mean(values: list[float]) -> float | None:
-    return fmean(values) if values else None
 
 
 def aggregate_metrics(jobs: list[dict]) -> dict:
@@ -97,11 +87,11 @@ def aggregate_metrics(jobs: list[dict]) -> dict:
                     if entry[part] is not None:
                         cell[part].append(entry[part])
     result: dict = {}
-    for model in sorted(values, key=_model_order):
+    for model in sorted(values, key=model_order):
         for metric, parts in sorted(values[model].items(), reverse=True):  # ms_ssim, then mae
             entry = {}
             for part in ("amplitude", "phase"):
-                entry[f"mean_{part}"] = _mean(parts[part])
+                entry[f"mean_{part}"] = mean(parts[part])
                 if metric == "ms_ssim":
                     entry[f"best_{part}"] = max(parts[part]) if parts[part] else None
             result.setdefault(model, {})[metric] = entry
@@ -186,7 +176,7 @@ def utc_stamp() -> str:
 
 
 def _difference(aggregates: dict, other: str, metric: str, part: str) -> float | None:
-    pinn = aggregates.get("PtychoPINN", {}).get(metric, {}).get(f"mean_{part}")
+    pinn = aggregates.get(PINN, {}).get(metric, {}).get(f"mean_{part}")
     theirs = aggregates.get(other, {}).get(metric, {}).get(f"mean_{part}")
     return None if pinn is None or theirs is None else pinn - theirs
 

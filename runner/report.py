@@ -10,23 +10,21 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from statistics import fmean
 
-from runner.ledger import QUERIES, LedgerError, connect_reader
+from runner.ledger import QUERIES, LedgerError, read_snapshot
 from runner.manifest import write_atomic
+from runner.report_format import COMPONENTS, PAIRED_NOTE, delta_cell, fmt, headline, mean, model_order
+from runner.study import OTHER_ARMS, PINN
 
-MODELS = ("PtychoPINN", "Baseline", "PtyChi")
 # Metrics where a larger value is better; for the others (mae, mse) smaller is better.
 HIGHER_IS_BETTER = {"ssim", "ms_ssim", "psnr", "frc50", "frc1over7"}
-COMPONENTS = ("amplitude", "phase")
-DELTAS = (("PtychoPINN", "Baseline"), ("PtychoPINN", "PtyChi"))
+DELTAS = tuple((PINN, other) for other in OTHER_ARMS)
 PLOT_TIMEOUT_S = 300
 
 
@@ -47,22 +45,10 @@ class Files:
 
 def read_ledger(ledger: Path) -> dict:
     """One consistent snapshot of conditions, metrics and runs."""
-    conn = connect_reader(ledger)
-    try:
-        conn.execute("BEGIN")
-        conditions = [dict(r) for r in conn.execute(QUERIES["report_conditions"])]
-        metrics = [dict(r) for r in conn.execute(QUERIES["report_metrics"])]
-        runs = [dict(r) for r in conn.execute(QUERIES["report_runs"])]
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise LedgerError(f"cannot read ledger {ledger}: {exc}") from None
-    finally:
-        conn.close()
-    return {"conditions": conditions, "metrics": metrics, "runs": runs}
-
-
-def _mean(values: list[float]) -> float | None:
-    return fmean(values) if values else None
+    def read(conn) -> dict:
+        return {name: [dict(r) for r in conn.execute(QUERIES[f"report_{name}"])]
+                for name in ("conditions", "metrics", "runs")}
+    return read_snapshot(ledger, read)
 
 
 def aggregate(jobs: list[dict]) -> dict:
@@ -75,12 +61,12 @@ def aggregate(jobs: list[dict]) -> dict:
                     if cell.get(part) is not None:
                         values[model][metric][part].append(cell[part])
     result: dict = {}
-    for model in sorted(values, key=_model_order):
+    for model in sorted(values, key=model_order):
         for metric, parts in sorted(values[model].items()):
             best = max if metric in HIGHER_IS_BETTER else min
             entry = {"n": max(len(v) for v in parts.values())}
             for part in COMPONENTS:
-                entry[f"mean_{part}"] = _mean(parts[part])
+                entry[f"mean_{part}"] = mean(parts[part])
                 entry[f"best_{part}"] = best(parts[part]) if parts[part] else None
             result.setdefault(model, {})[metric] = entry
     return result
@@ -103,7 +89,7 @@ def deltas(jobs: list[dict], metrics=("ms_ssim", "mae")) -> dict:
                              for j in group
                              if j["metrics"].get(pinn, {}).get(metric, {}).get(part) is not None
                              and j["metrics"].get(other, {}).get(metric, {}).get(part) is not None]
-                    entry[part] = _mean(pairs)
+                    entry[part] = mean(pairs)
                     entry[f"n_{part}"] = len(pairs)
                     entry[f"difference_of_means_{part}"] = _difference_of_means(group, pinn, other, metric, part)
                 result[name].setdefault(metric, {})[scope] = entry
@@ -111,13 +97,9 @@ def deltas(jobs: list[dict], metrics=("ms_ssim", "mae")) -> dict:
 
 
 def _difference_of_means(jobs: list[dict], pinn: str, other: str, metric: str, part: str) -> float | None:
-    means = [_mean([v for j in jobs if (v := j["metrics"].get(model, {}).get(metric, {}).get(part)) is not None])
+    means = [mean([v for j in jobs if (v := j["metrics"].get(model, {}).get(metric, {}).get(part)) is not None])
              for model in (pinn, other)]
     return None if None in means else means[0] - means[1]
-
-
-def _model_order(model: str) -> tuple:
-    return (MODELS.index(model) if model in MODELS else len(MODELS), model)
 
 
 def build(snapshot: dict, ledger: Path) -> dict:
@@ -169,27 +151,6 @@ def build(snapshot: dict, ledger: Path) -> dict:
     }
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-PAIRED_NOTE = ("Paired differences, PtychoPINN minus the other arm, over the conditions where both "
-               "have a value (MS-SSIM: positive = PINN better; MAE: negative = PINN better). "
-               "PtychoPINN's own delta files (metrics_delta_summary.json) hold the difference of the "
-               "arms' means instead, each mean over every condition where that arm has a value; the two "
-               "differ only when a cell is empty, and then both are shown.")
-
-
-def delta_cell(entry: dict, part: str) -> str:
-    """The paired delta, and the difference of means beside it where the two differ."""
-    paired, of_means = entry[part], entry[f"difference_of_means_{part}"]
-    if paired == of_means or (paired is not None and of_means is not None and abs(paired - of_means) < 1e-12):
-        return _fmt(paired, True)
-    return f"{_fmt(paired, True)} (difference of means {_fmt(of_means, True)})"
-
-
 def deltas_text(summary: dict) -> str:
     """The deltas in a few sentences a reader can paste into a paper draft."""
     lines = [PAIRED_NOTE]
@@ -202,30 +163,19 @@ def deltas_text(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def headline(summary: dict, part: str = "phase") -> list[tuple[int, dict]]:
-    """MS-SSIM per dose and model (mean over views and splits)."""
-    cells: dict = defaultdict(lambda: defaultdict(list))
-    for job in summary["jobs"]:
-        for model, metrics in job["metrics"].items():
-            value = metrics.get("ms_ssim", {}).get(part)
-            if value is not None:
-                cells[job["dose"]][model].append(value)
-    return [(dose, {m: _mean(v) for m, v in cells[dose].items()}) for dose in sorted(cells)]
-
-
 def headline_text(summary: dict) -> str:
-    models = sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=_model_order)
+    models = sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=model_order)
     lines = ["MS-SSIM phase by dose and model (mean over views and splits):",
              f"{'dose':>8}  " + "  ".join(f"{m:>10}" for m in models)]
     for dose, row in headline(summary):
-        lines.append(f"{dose:>8}  " + "  ".join(f"{_fmt(row.get(m)):>10}" for m in models))
+        lines.append(f"{dose:>8}  " + "  ".join(f"{fmt(row.get(m)):>10}" for m in models))
     return "\n".join(lines)
 
 
 def write_table(summary: dict, path: Path) -> None:
     rows = [["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt"]]
     for job in summary["jobs"]:
-        for model in sorted(job["metrics"], key=_model_order):
+        for model in sorted(job["metrics"], key=model_order):
             for metric, cell in sorted(job["metrics"][model].items()):
                 rows.append([job["dose"], job["view"], job["split"], model, metric,
                              _cell(cell["amplitude"]), _cell(cell["phase"]), job["attempt"]])

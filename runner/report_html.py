@@ -8,7 +8,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.report import COMPONENTS, PAIRED_NOTE, _fmt, _model_order, delta_cell, headline
+from runner.report_format import COMPONENTS, PAIRED_NOTE, delta_cell, fmt, headline, model_order
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
@@ -35,14 +35,14 @@ def _image(path: Path, alt: str) -> str:
 
 
 def _models(summary: dict) -> list[str]:
-    return sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=_model_order)
+    return sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=model_order)
 
 
 def _headline(summary: dict) -> str:
     models = _models(summary)
     parts = []
     for part in COMPONENTS[::-1]:  # phase first: the study's headline
-        rows = [[dose] + [_fmt(row.get(m)) for m in models] for dose, row in headline(summary, part)]
+        rows = [[dose] + [fmt(row.get(m)) for m in models] for dose, row in headline(summary, part)]
         parts.append(f"<h3>MS-SSIM {part}</h3>" + _table(["dose"] + models, rows))
     return "".join(parts)
 
@@ -65,8 +65,8 @@ def _aggregate(summary: dict) -> str:
         for metric in ("ms_ssim", "mae"):
             if metric in metrics:
                 e = metrics[metric]
-                rows.append([model, metric, _fmt(e["mean_amplitude"]), _fmt(e["mean_phase"]),
-                             _fmt(e["best_amplitude"]), _fmt(e["best_phase"]), e["n"]])
+                rows.append([model, metric, fmt(e["mean_amplitude"]), fmt(e["mean_phase"]),
+                             fmt(e["best_amplitude"]), fmt(e["best_phase"]), e["n"]])
     return _table(["model", "metric", "mean amplitude", "mean phase", "best amplitude", "best phase",
                    "conditions"], rows, text_columns=2)
 
@@ -75,7 +75,7 @@ def _conditions(summary: dict) -> str:
     models = _models(summary)
     rows = []
     for job in summary["jobs"]:
-        cells = [_fmt(job["metrics"].get(m, {}).get("ms_ssim", {}).get("phase")) for m in models]
+        cells = [fmt(job["metrics"].get(m, {}).get("ms_ssim", {}).get("phase")) for m in models]
         meta = job["phase_d"]
         rate = "" if meta["acceptance_rate"] is None else f"{meta['acceptance_rate']:.3f}"
         rows.append([job["key"], job["attempt"], job["device"] or "cpu", *cells,

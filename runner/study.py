@@ -24,7 +24,10 @@ VIEWS = ("dense", "sparse")
 SPLITS = ("train", "test")
 TEST_DATA_SOURCES = ("phase_c", "phase_d")  # where a view's test NPZ comes from
 METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
-EXPECTED_MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+# The arms a comparison scores, in the order tables show them; the deltas are PINN minus each other.
+PINN = "PtychoPINN"
+OTHER_ARMS = ("Baseline", "PtyChi")
+EXPECTED_MODELS = (PINN, *OTHER_ARMS)
 METRICS_FILE = "comparison_metrics.csv"
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
 MAX_MANIFEST_BYTES = 16 << 20

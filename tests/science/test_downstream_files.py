@@ -4,7 +4,6 @@ they check, recomputed here from the comparison_metrics.csv files alone."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
