@@ -12,8 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 from scipy.signal.windows import tukey
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -61,6 +59,9 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray, sigma: float = 0.0) -> float:
         win -= 2
     if win < 3:
         return math.nan
+    import torch  # here, so that the FRC alone (scripts/plot_report.py) does not load torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
     to_tensor = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)[None, None]
     low = float(np.min(target))  # shift both so the dynamic range starts at 0, as MS-SSIM expects
     value = _ms_ssim(to_tensor(pred - low), to_tensor(target - low), data_range=data_range(target),
@@ -72,7 +73,7 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray, sigma: float = 0.0) -> float:
 # covered by squares of side L = min(shape), each square has its least-squares plane removed and
 # its edges tapered, and the rings are RING_WIDTH frequency steps (RING_WIDTH / L) wide.
 RING_WIDTH = 2
-TAPER = 0.5  # Tukey window: the outer quarter of each side is tapered by a half cosine
+TAPER = 0.5  # Tukey window: a half-cosine taper over the outer quarter of the width at each edge
 LOWEST_SEARCHED = 2  # rings 0 and 1 (|k| < 3 steps) hold the removed plane and offset, smeared by
 #                      the taper: they are kept out of the crossing search
 SIGMAS = 3.0  # a ring counts as above a threshold only if also SIGMAS noise levels above zero
