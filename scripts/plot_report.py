@@ -7,8 +7,8 @@ One PNG per metric: the metric against dose (log axis), one line per model, one 
 and split, amplitude on the top row and phase below. The montage shows the ground truth and every
 model's aligned amplitude and phase; beside it, one FRC plot per model of the same condition
 (montage_frc_<model>.png), drawn from the `*_frc_curves.csv` and comparison_metrics.csv that the
-comparison wrote next to the NPZ (or in --frc-dir). Prints the path of each PNG it writes; exit 1 with one line
-when an input cannot be read. `runner report` runs this script, so the runner itself never imports
+comparison wrote next to the NPZ (or in --frc-dir). Prints the path of each PNG it writes; exit 1
+with one line when an input cannot be read. `runner report` runs this script, so the runner itself never imports
 matplotlib or numpy.
 """
 
@@ -110,13 +110,18 @@ def plot_frc(folder: Path, title: str, side: int, out: Path) -> list[Path]:
     thresholds, the resolutions the comparison reported, and the rings kept out of the search."""
     from ptychokit.image_metrics import LOWEST_SEARCHED, RING_WIDTH
 
+    models = [m for m in MODELS if (folder / FRC_FILES[m]).is_file()]
+    if not models:
+        return []
     with open(folder / "comparison_metrics.csv", newline="") as f:
         reported = {(r["model"], r["metric"]): r for r in csv.DictReader(f)}
     paths = []
-    for model in MODELS:
-        if not (folder / FRC_FILES[model]).is_file():
-            continue
+    for model in models:
         bins, curves = _frc_table(folder / FRC_FILES[model])
+        rings = (side // 2) // RING_WIDTH + 1
+        if len(bins) != rings:
+            raise ValueError(f"{FRC_FILES[model]} has {len(bins)} rings, not the {rings} of today's FRC "
+                             f"on {side} px: rerun the comparison")
         frequency = bins * RING_WIDTH / side
         fig, ax = plt.subplots(figsize=(6.0, 3.8), constrained_layout=True)
         ax.axvspan(0, (LOWEST_SEARCHED - 0.5) * RING_WIDTH / side, color="0.9", label="not searched")
