@@ -156,24 +156,32 @@ def frc_curve(a: np.ndarray, b: np.ndarray, smooth: float = 0.0) -> tuple[np.nda
 
 def frc_resolution(frequencies: np.ndarray, frc: np.ndarray, threshold: float,
                    noise: np.ndarray | None = None) -> float:
-    """The spatial frequency (cycles/pixel) where the FRC falls below `threshold` for good: past
-    the last ring, from ring LOWEST_SEARCHED up, that is at or above the threshold (and, given the
-    per-ring `noise` level, SIGMAS of it above zero), interpolated linearly to the next ring.
-    0.5 (Nyquist) when that ring is the last; 0.0 when no searched ring is above the threshold;
-    NaN when the image is too small to have a searched ring. Higher is better."""
+    """The spatial frequency (cycles/pixel) where the FRC falls below `threshold` for good.
+
+    A ring is above when its FRC is at least the threshold and, given the per-ring `noise` level,
+    at least SIGMAS of it above zero. The resolution lies past the last ring, from ring
+    LOWEST_SEARCHED up, that is above together with a neighbour (a lone ring above is noise, a
+    lone ring below is a dip), interpolated linearly to the next ring. 0.5 (Nyquist) when that
+    ring is the last; 0.0 when no searched ring is; NaN when the image is too small to have a
+    searched ring. Higher is better."""
     if len(frc) <= LOWEST_SEARCHED:
         return math.nan
+    frc = np.asarray(frc, dtype=float)
     limit = np.full(len(frc), float(threshold))
     if noise is not None:
         limit = np.maximum(limit, SIGMAS * np.asarray(noise, dtype=float))
-    above = [i for i in range(LOWEST_SEARCHED, len(frc)) if np.isfinite(frc[i]) and frc[i] >= limit[i]]
-    if not above:
+    above = np.isfinite(frc) & (frc >= limit)
+    runs = above & (np.roll(above, 1) | np.roll(above, -1))
+    runs[0] = above[0] and above[1]
+    runs[-1] = above[-1] and above[-2]
+    searched = [i for i in range(LOWEST_SEARCHED, len(frc)) if runs[i]]
+    if not searched:
         return 0.0
-    i = above[-1]
+    i = searched[-1]
     if i == len(frc) - 1:
         return 0.5
     f0, f1, c0, c1 = frequencies[i], frequencies[i + 1], frc[i], frc[i + 1]
-    if not np.isfinite(c1) or c1 >= threshold:  # fell below only the noise guard: stop at ring i's edge
+    if not np.isfinite(c1) or c1 >= threshold:  # below the noise guard or a lone ring: half a ring on
         return float(f0 + (f1 - f0) / 2)
     return float(f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1))
 

@@ -73,7 +73,7 @@ def test_one_comparison_writes_every_output_and_nothing_in_the_current_folder(ti
         saved = read_metrics(out / f"{name}_frc_curves.csv")
         scores = {r["metric"]: r for r in rows if r["model"] == model}
         for part in ("amplitude", "phase"):
-            curve = frc_rings(images[f"{name}_{part}"], images[f"ground_truth_{part}"])
+            curve = frc_rings(images[f"{model.lower()}_{part}"], images[f"ground_truth_{part}"])
             assert [int(r["frequency_bin"]) for r in saved] == list(range(len(curve.frc)))
             assert np.allclose([float(r[f"{part}_frc"]) for r in saved], curve.frc)
             assert float(scores["frc50"][part]) == pytest.approx(curve.resolution(0.5))

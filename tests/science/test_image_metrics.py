@@ -136,15 +136,19 @@ def test_a_phase_plane_removed_by_the_comparison_leaves_the_resolution_alone():
 
 
 def test_one_dip_in_a_low_ring_does_not_decide_the_resolution():
-    """The curve of the issue's PtyChi arm: ring 1 dips to 0.33, the rest stays high until it
-    falls for good past ring 20; a later lone ring above the threshold is noise, not signal."""
+    """The curve of the issue's PtyChi arm: ring 1 dips to 0.33 and ring 3 to 0.4, the rest stays
+    high until it falls for good past ring 20; a later lone ring above the threshold is noise."""
     frequencies = np.arange(40) / 80
     frc = np.concatenate([[1.0, 0.33, 0.84, 0.4, 0.9], np.linspace(0.9, 0.7, 16), np.linspace(0.45, 0.0, 19)])
     noise = np.full(40, 0.02)
     assert frc_resolution(frequencies, frc, 0.5, noise) == pytest.approx(20.8 / 80)
-    frc[30] = 0.2  # above 1/7, but not 3 noise levels above zero once the noise is 0.1
+    frc[30:32] = 0.2  # above 1/7, but not 3 noise levels above zero once the noise is 0.1
     assert frc_resolution(frequencies, frc, 1 / 7, np.full(40, 0.1)) == pytest.approx(
         frequencies[22] + (frc[22] - 0.3) / (frc[22] - frc[23]) / 80, abs=1 / 80)
+    frc[30:32] = 0.0, 0.6  # one lone ring above 0.5, far above the noise: a spike, not signal
+    assert frc_resolution(frequencies, frc, 0.5, noise) == pytest.approx(20.8 / 80)
+    frc[32] = 0.6  # two neighbouring rings above: the curve rose again, and the last fall counts
+    assert frc_resolution(frequencies, frc, 0.5, noise) == pytest.approx((32 + (0.6 - 0.5) / (0.6 - frc[33])) / 80)
 
 
 def test_frc_resolution_drops_with_noise():

@@ -32,8 +32,8 @@ def test_one_frc_plot_per_arm_of_the_montage_condition(tmp_path):
     for model, name in (("PtychoPINN", "pinn"), ("Baseline", "baseline"), ("PtyChi", "ptychi")):
         curves = {}
         for part in truth:
-            images[f"{name}_{part}"] = truth[part] + rng.normal(scale=0.5, size=truth[part].shape)
-            curves[part] = frc_rings(images[f"{name}_{part}"], truth[part])
+            image = images[f"{model.lower()}_{part}"] = truth[part] + rng.normal(scale=0.5, size=truth[part].shape)
+            curves[part] = frc_rings(image, truth[part])
         write_csv(condition / f"{name}_frc_curves.csv", ["model", "frequency_bin", "amplitude_frc", "phase_frc"],
                   [[model, i, a, p] for i, (a, p) in enumerate(zip(curves["amplitude"].frc, curves["phase"].frc))])
         for metric, threshold in (("frc50", 0.5), ("frc1over7", 1 / 7)):
