@@ -74,8 +74,8 @@ def ms_ssim(pred: np.ndarray, target: np.ndarray, sigma: float = 0.0) -> float:
 # its edges tapered, and the rings are RING_WIDTH frequency steps (RING_WIDTH / L) wide.
 RING_WIDTH = 2
 TAPER = 0.5  # Tukey window: a half-cosine taper over the outer quarter of the width at each edge
-LOWEST_SEARCHED = 2  # rings 0 and 1 (|k| < 3 steps) hold the removed plane and offset, smeared by
-#                      the taper: they are kept out of the crossing search
+LOWEST_SEARCHED = 2  # rings 0 and 1 (|k| < 3 steps) hold what the removed plane and offset leave,
+#                      smeared by the taper: the curve is searched for its fall from ring 2 on
 SIGMAS = 3.0  # a ring counts as above a threshold only if also SIGMAS noise levels above zero
 
 
@@ -159,11 +159,12 @@ def frc_resolution(frequencies: np.ndarray, frc: np.ndarray, threshold: float,
     """The spatial frequency (cycles/pixel) where the FRC falls below `threshold` for good.
 
     A ring is above when its FRC is at least the threshold and, given the per-ring `noise` level,
-    at least SIGMAS of it above zero. The resolution lies past the last ring, from ring
-    LOWEST_SEARCHED up, that is above together with a neighbour (a lone ring above is noise, a
-    lone ring below is a dip), interpolated linearly to the next ring. 0.5 (Nyquist) when that
-    ring is the last; 0.0 when no searched ring is; NaN when the image is too small to have a
-    searched ring. Higher is better."""
+    at least SIGMAS of it above zero. The resolution lies past the last ring from LOWEST_SEARCHED
+    up that is above together with a neighbour (a lone ring above is noise, a lone ring below is
+    a dip), interpolated linearly to the next ring; a fall in the lower rings does not count.
+    When no such ring is above, the curve fell between ring LOWEST_SEARCHED - 1 and the next if
+    that ring is above, else nothing is resolved (0.0). 0.5 (Nyquist) when the last ring is above;
+    NaN when the image is too small to have a searched ring. Higher is better."""
     if len(frc) <= LOWEST_SEARCHED:
         return math.nan
     frc = np.asarray(frc, dtype=float)
@@ -175,9 +176,12 @@ def frc_resolution(frequencies: np.ndarray, frc: np.ndarray, threshold: float,
     runs[0] = above[0] and above[1]
     runs[-1] = above[-1] and above[-2]
     searched = [i for i in range(LOWEST_SEARCHED, len(frc)) if runs[i]]
-    if not searched:
+    if searched:
+        i = searched[-1]
+    elif above[LOWEST_SEARCHED - 1]:
+        i = LOWEST_SEARCHED - 1
+    else:
         return 0.0
-    i = searched[-1]
     if i == len(frc) - 1:
         return 0.5
     f0, f1, c0, c1 = frequencies[i], frequencies[i + 1], frc[i], frc[i + 1]

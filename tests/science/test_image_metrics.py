@@ -149,6 +149,10 @@ def test_one_dip_in_a_low_ring_does_not_decide_the_resolution():
     assert frc_resolution(frequencies, frc, 0.5, noise) == pytest.approx(20.8 / 80)
     frc[32] = 0.6  # two neighbouring rings above: the curve rose again, and the last fall counts
     assert frc_resolution(frequencies, frc, 0.5, noise) == pytest.approx((32 + (0.6 - 0.5) / (0.6 - frc[33])) / 80)
+    coarse = np.concatenate([[1.0, 0.9, 0.3], np.zeros(37)])  # only the coarsest ring correlates
+    assert frc_resolution(frequencies, coarse, 0.5, noise) == pytest.approx((1 + 0.4 / 0.6) / 80)
+    coarse[1] = 0.3  # and not even that: a high ring 0 alone resolves nothing
+    assert frc_resolution(frequencies, coarse, 0.5, noise) == 0.0
 
 
 def test_frc_resolution_drops_with_noise():
