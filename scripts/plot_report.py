@@ -137,7 +137,7 @@ def plot_frc(folder: Path, title: str, side: int, out: Path) -> list[Path]:
         ax.set(xlim=(0, 0.5), ylim=(-0.2, 1.02), xlabel="spatial frequency (cycles/pixel)", ylabel="FRC",
                title=f"{model} against the ground truth: {title}")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
         path = out / f"montage_frc_{model.lower()}.png"
         fig.savefig(path, dpi=80)
         plt.close(fig)
