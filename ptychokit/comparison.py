@@ -24,6 +24,8 @@ from ptychokit.image_metrics import all_metrics, frc_curve
 
 log = logging.getLogger("compare_models")
 METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
+FRC_CURVE_FILES = {"PtychoPINN": "pinn_frc_curves.csv", "Baseline": "baseline_frc_curves.csv",
+                   "PtyChi": "ptychi_frc_curves.csv"}
 
 
 def _missing_key(exc: KeyError) -> str:
@@ -178,12 +180,12 @@ def _write_atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
 def _write_outputs(arms: list[Arm], target_amplitude, target_phase, ground_truth, opts: Options) -> None:
     out = opts.output_dir
     for arm in arms:
-        if arm.name == "PtyChi" or arm.amplitude is None:
+        if arm.amplitude is None:
             continue
-        f, amp_frc = frc_curve(arm.amplitude, target_amplitude)
-        _, ph_frc = frc_curve(arm.phase, target_phase)
-        _write_atomic_csv(out / f"{'pinn' if arm.name == 'PtychoPINN' else 'baseline'}_frc_curves.csv",
-                          ["model", "frequency_bin", "amplitude_frc", "phase_frc"],
+        # The curves that frc50 and frc1over7 were read from: same function, same smoothing.
+        _, amp_frc = frc_curve(arm.amplitude, target_amplitude, opts.frc_sigma)
+        _, ph_frc = frc_curve(arm.phase, target_phase, opts.frc_sigma)
+        _write_atomic_csv(out / FRC_CURVE_FILES[arm.name], ["model", "frequency_bin", "amplitude_frc", "phase_frc"],
                           [[arm.name, i, _cell(a), _cell(p)] for i, (a, p) in enumerate(zip(amp_frc, ph_frc))])
     if opts.save_npz:
         np.savez(out / "reconstructions.npz", ground_truth=ground_truth,

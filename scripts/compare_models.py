@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tike_recon_path", type=Path, help="iterative reconstruction NPZ (Phase F): the PtyChi arm")
     p.add_argument("--ms-ssim-sigma", type=float, default=1.0,
                    help="Gaussian smoothing (px) of amplitude before MS-SSIM (default 1.0; 0 = none)")
-    p.add_argument("--frc-sigma", type=float, default=0.0, help="Gaussian smoothing (px) before FRC (default 0)")
+    p.add_argument("--frc-sigma", type=float, default=0.0,
+                   help="Gaussian smoothing of the FRC curve, in rings, before its crossings are read (default 0)")
     reg = p.add_mutually_exclusive_group()
     reg.add_argument("--register-ptychi-only", action="store_true",
                      help="register only the reconstruction arm to the ground truth")

@@ -5,8 +5,10 @@
 
 One PNG per metric: the metric against dose (log axis), one line per model, one panel per view
 and split, amplitude on the top row and phase below. The montage shows the ground truth and every
-model's aligned amplitude and phase. Prints the path of each PNG it writes; exit 1 with one line
-when an input cannot be read. `runner report` runs this script, so the runner itself never imports
+model's aligned amplitude and phase; beside it, one FRC plot per model of the same condition
+(montage_frc_<model>.png), drawn from the `*_frc_curves.csv` and comparison_metrics.csv that the
+comparison wrote next to the NPZ (or in --frc-dir). Prints the path of each PNG it writes; exit 1
+with one line when an input cannot be read. `runner report` runs this script, so the runner itself never imports
 matplotlib or numpy.
 """
 
@@ -20,11 +22,16 @@ from pathlib import Path
 
 import matplotlib
 
+if __package__ in (None, ""):  # run as a file: make the checkout importable (ptychokit)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 matplotlib.use("Agg")  # no display on compute nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+FRC_FILES = {"PtychoPINN": "pinn_frc_curves.csv", "Baseline": "baseline_frc_curves.csv",
+             "PtyChi": "ptychi_frc_curves.csv"}
 METRIC_ORDER = ("ms_ssim", "ssim", "psnr", "mae", "mse", "frc50", "frc1over7")
 PARTS = ("amplitude", "phase")
 
@@ -90,12 +97,62 @@ def plot_montage(npz: Path, title: str, out: Path) -> Path:
     return path
 
 
+def _frc_table(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cell = lambda v: float(v) if v else np.nan  # noqa: E731
+    return (np.array([int(r["frequency_bin"]) for r in rows]),
+            {part: np.array([cell(r[f"{part}_frc"]) for r in rows]) for part in PARTS})
+
+
+def plot_frc(folder: Path, title: str, side: int, out: Path) -> list[Path]:
+    """One plot per model: its amplitude and phase FRC against the ground truth, the 0.5 and 1/7
+    thresholds, the resolutions the comparison reported, and the rings kept out of the search."""
+    from ptychokit.image_metrics import LOWEST_SEARCHED, RING_WIDTH
+
+    models = [m for m in MODELS if (folder / FRC_FILES[m]).is_file()]
+    if not models:
+        return []
+    with open(folder / "comparison_metrics.csv", newline="") as f:
+        reported = {(r["model"], r["metric"]): r for r in csv.DictReader(f)}
+    paths = []
+    for model in models:
+        bins, curves = _frc_table(folder / FRC_FILES[model])
+        rings = (side // 2) // RING_WIDTH + 1
+        if len(bins) != rings:
+            raise ValueError(f"{FRC_FILES[model]} has {len(bins)} rings, not the {rings} of today's FRC "
+                             f"on {side} px: rerun the comparison")
+        frequency = bins * RING_WIDTH / side
+        fig, ax = plt.subplots(figsize=(6.0, 3.8), constrained_layout=True)
+        ax.axvspan(0, (LOWEST_SEARCHED - 0.5) * RING_WIDTH / side, color="0.9", label="not searched")
+        for part, colour in zip(PARTS, ("tab:blue", "tab:orange")):
+            values = {m: reported.get((model, m), {}).get(part) for m in ("frc50", "frc1over7")}
+            shown = ", ".join(f"{m} {float(v):.3f}" for m, v in values.items() if v)
+            ax.plot(frequency, curves[part], color=colour, marker=".", label=f"{part} ({shown})" if shown else part)
+            for metric, style in (("frc50", "--"), ("frc1over7", ":")):
+                if values[metric]:
+                    ax.axvline(float(values[metric]), color=colour, linestyle=style, linewidth=1)
+        ax.axhline(0.5, color="0.3", linestyle="--", linewidth=0.8, label="0.5 (frc50)")
+        ax.axhline(1 / 7, color="0.3", linestyle=":", linewidth=0.8, label="1/7 (frc1over7)")
+        ax.set(xlim=(0, 0.5), ylim=(-0.2, 1.02), xlabel="spatial frequency (cycles/pixel)", ylabel="FRC",
+               title=f"{model} against the ground truth: {title}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        path = out / f"montage_frc_{model.lower()}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--montage-npz", type=Path)
     parser.add_argument("--montage-title", default="")
+    parser.add_argument("--frc-dir", type=Path,
+                        help="folder of the montage condition's *_frc_curves.csv (default: the NPZ's folder)")
     args = parser.parse_args(argv)
     try:
         data = read_table(args.table)
@@ -110,6 +167,15 @@ def main(argv: list[str]) -> int:
             print(plot_montage(args.montage_npz, args.montage_title, args.out), flush=True)
         except (OSError, KeyError, ValueError) as exc:
             print(f"plot_report: error: no montage from {args.montage_npz}: {exc}", file=sys.stderr)
+            return 1
+        folder = args.frc_dir or args.montage_npz.parent
+        try:
+            with np.load(args.montage_npz) as data:
+                side = min(data["ground_truth_amplitude"].shape)
+            for path in plot_frc(folder, args.montage_title, side, args.out):
+                print(path, flush=True)
+        except (OSError, KeyError, ValueError) as exc:
+            print(f"plot_report: error: no FRC plots from {folder}: {exc}", file=sys.stderr)
             return 1
     return 0
 

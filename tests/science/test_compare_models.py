@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-OUTPUTS = ("comparison_metrics.csv", "pinn_frc_curves.csv", "baseline_frc_curves.csv",
+OUTPUTS = ("comparison_metrics.csv", "pinn_frc_curves.csv", "baseline_frc_curves.csv", "ptychi_frc_curves.csv",
            "reconstructions.npz", "reconstructions_aligned.npz", "comparison_plot.png")
 ARMS = {"PtychoPINN", "Baseline", "PtyChi"}
 
@@ -66,6 +66,18 @@ def test_one_comparison_writes_every_output_and_nothing_in_the_current_folder(ti
     assert list(frc[0]) == ["model", "frequency_bin", "amplitude_frc", "phase_frc"]
     with np.load(out / "reconstructions_aligned.npz") as aligned:
         assert aligned["ptychi_amplitude"].shape == aligned["ground_truth_amplitude"].shape
+        images = {key: aligned[key] for key in aligned.files}
+    # Every arm's curve is saved, and it is the curve its frc50 and frc1over7 were read from.
+    from ptychokit.image_metrics import frc_rings
+    for model, name in (("PtychoPINN", "pinn"), ("Baseline", "baseline"), ("PtyChi", "ptychi")):
+        saved = read_metrics(out / f"{name}_frc_curves.csv")
+        scores = {r["metric"]: r for r in rows if r["model"] == model}
+        for part in ("amplitude", "phase"):
+            curve = frc_rings(images[f"{model.lower()}_{part}"], images[f"ground_truth_{part}"])
+            assert [int(r["frequency_bin"]) for r in saved] == list(range(len(curve.frc)))
+            assert np.allclose([float(r[f"{part}_frc"]) for r in saved], curve.frc)
+            assert float(scores["frc50"][part]) == pytest.approx(curve.resolution(0.5))
+            assert float(scores["frc1over7"][part]) == pytest.approx(curve.resolution(1 / 7))
 
 
 def test_a_rerun_keeps_the_previous_debug_log(tiny_study, tmp_path):

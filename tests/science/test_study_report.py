@@ -47,7 +47,8 @@ def test_the_report_of_the_tiny_study_holds_every_condition_model_and_metric(tin
     with open(out / "study_table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 * 3 * len(METRICS) and {r["metric"] for r in rows} == METRICS
-    assert {p.name for p in (out / "plots").glob("*.png")} == {f"{m}.png" for m in METRICS} | {"montage.png"}
+    assert {p.name for p in (out / "plots").glob("*.png")} == {f"{m}.png" for m in METRICS} | {"montage.png"} | {
+        f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")}  # one FRC plot per arm
     assert "dose_100000/dense/test" in (out / "report.html").read_text()  # the montage's default condition
     headline = result.stdout.splitlines()[:5]
     assert headline[0].startswith("MS-SSIM phase by dose and model")

@@ -1,0 +1,54 @@
+"""scripts/plot_report.py: the FRC plots of the montage's condition, one per arm, from the curves and
+resolutions the comparison wrote."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ptychokit.image_metrics import frc_rings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_one_frc_plot_per_arm_of_the_montage_condition(tmp_path):
+    condition = tmp_path / "dose_1000/dense/test"
+    condition.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    truth = {part: rng.normal(size=(60, 90)) for part in ("amplitude", "phase")}
+    images = {f"ground_truth_{part}": image for part, image in truth.items()}
+    metrics = []
+    for model, name in (("PtychoPINN", "pinn"), ("Baseline", "baseline"), ("PtyChi", "ptychi")):
+        curves = {}
+        for part in truth:
+            image = images[f"{model.lower()}_{part}"] = truth[part] + rng.normal(scale=0.5, size=truth[part].shape)
+            curves[part] = frc_rings(image, truth[part])
+        write_csv(condition / f"{name}_frc_curves.csv", ["model", "frequency_bin", "amplitude_frc", "phase_frc"],
+                  [[model, i, a, p] for i, (a, p) in enumerate(zip(curves["amplitude"].frc, curves["phase"].frc))])
+        for metric, threshold in (("frc50", 0.5), ("frc1over7", 1 / 7)):
+            metrics.append([model, metric, curves["amplitude"].resolution(threshold),
+                            curves["phase"].resolution(threshold), ""])
+    write_csv(condition / "comparison_metrics.csv", ["model", "metric", "amplitude", "phase", "value"], metrics)
+    np.savez(condition / "reconstructions_aligned.npz", **images)
+    table = tmp_path / "study_table.csv"
+    write_csv(table, ["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt"],
+              [[1000, "dense", "test", "PtychoPINN", "frc50", 0.2, 0.1, 1]])
+    out = tmp_path / "plots"
+    result = subprocess.run([sys.executable, str(REPO / "scripts/plot_report.py"), "--table", str(table),
+                             "--out", str(out), "--montage-npz", str(condition / "reconstructions_aligned.npz"),
+                             "--montage-title", "dose_1000/dense/test"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    frc_plots = [out / f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")]
+    assert all(str(p) in result.stdout.splitlines() and p.stat().st_size > 0 for p in frc_plots)
