@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,20 @@ def test_a_missing_ptychi_is_one_clear_error():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "ptychi" in done.stdout and "see the README" in done.stdout
+
+
+def test_a_torchvision_built_for_another_torch_is_one_clear_error(tmp_path):
+    # What importing PyPI's torchvision 0.28 (a CUDA build) does on the CPU build of torch 2.13.
+    (tmp_path / "torchvision").mkdir()
+    (tmp_path / "torchvision" / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')\n")
+    code = ("from ptychokit.ptychi_recon import PtychiUnavailable, load_ptychi\n"
+            "try:\n"
+            "    load_ptychi()\n"
+            "except PtychiUnavailable as exc:\n"
+            "    print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "torchvision::nms does not exist" in done.stdout and "does not match this torch" in done.stdout
