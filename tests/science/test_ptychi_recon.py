@@ -103,6 +103,13 @@ def test_the_probe_stays_ours_when_it_is_not_refined(tiny_train):
     assert relative_error(result.probe, data.probe) < 1e-4
 
 
+def test_a_refined_probe_changes_and_stays_finite(tiny_train):
+    data = tiny_train.subset(np.arange(40))
+    result = reconstruct(data, data.object.shape,
+                         PtychiSettings("LSQML", num_epochs=3, batch_size=16, refine_probe=True))
+    assert np.isfinite(result.probe).all() and relative_error(result.probe, data.probe) > 1e-3
+
+
 def test_a_reconstruction_is_deterministic_for_a_seed(tiny_train):
     data = tiny_train.subset(np.arange(40))
     run = lambda: reconstruct(data, data.object.shape,  # noqa: E731
