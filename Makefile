@@ -6,14 +6,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of PyTorch; on a GPU machine use e.g. TORCH='torch>=2.4,<2.14'.
 TORCH ?= torch==2.13.0
+# Pty-Chi, Phase F's reconstruction library. Its declared dependencies pull an unpinned torchvision,
+# which pulls a CUDA torch 2.14 past our pin, and no torchvision for torch 2.13 imports on a CPU
+# torch; so it is installed without them (the ones it imports are in the science extra) and
+# ptychokit stands in for the one torchvision name it imports and never calls during a
+# reconstruction. On a GPU machine `make setup TORCH='torch>=2.4,<2.14' PTYCHI_PIP=` installs it
+# with its dependencies, the real torchvision included, resolved together with the torch pin.
+PTYCHI ?= ptychi==2.2.0
+PTYCHI_PIP ?= --no-deps
 
 .PHONY: setup test run demo example-ledger schema
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
 	$(BIN)/python -m pip install -q -e '.[test,science]'
+	$(BIN)/python -m pip install -q $(PTYCHI_PIP) '$(PTYCHI)' '$(TORCH)'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -1,7 +1,7 @@
 """ptychokit: the science side of the synthetic ptychography study.
 
 Owns the forward model, probe and object, scan geometry and overlap views, the networks, their
-training and checkpoints, the iterative solver and the NPZ contracts. It never imports `runner`;
+training and checkpoints, Phase F through Pty-Chi and the NPZ contracts. It never imports `runner`;
 the two meet only through files and command lines.
 
 The names a comparison script needs are re-exported here:

@@ -79,6 +79,7 @@ class Arm:
     phase: np.ndarray | None = None
     metrics: dict[str, tuple[float, float]] | None = None
     error: str | None = None
+    method: str | None = None  # what made it: the reconstruction NPZ's `algorithm`
 
 
 def _load_test_data(opts: Options):
@@ -250,7 +251,14 @@ def compare(opts: Options) -> list[Arm]:
         if recon.object.shape != data.object.shape:
             raise ComparisonError(f"reconstruction {opts.tike_recon_path} is {recon.object.shape}, "
                                   f"the ground truth {data.object.shape}")
-        arms.append(Arm("PtyChi", recon.object, seconds=recon.elapsed_s if recon.elapsed_s is not None else math.nan))
+        # The arm is PtyChi whatever the NPZ says; PtychoPINN's script calls it Tike when the NPZ
+        # says tike or nothing, so such a file is named in a warning rather than renamed.
+        if recon.algorithm.lower() in ("tike", "unknown"):
+            log.warning("reconstruction %s says its algorithm is %r; it is scored as the PtyChi arm "
+                        "(PtychoPINN's script would name it Tike)", opts.tike_recon_path, recon.algorithm)
+        log.info("PtyChi arm: %s", recon.algorithm)
+        arms.append(Arm("PtyChi", recon.object, seconds=recon.elapsed_s if recon.elapsed_s is not None else math.nan,
+                        method=recon.algorithm))
     box = scanned_box(arms[0].coverage)
     ground_truth = data.object
     target = ground_truth[box]

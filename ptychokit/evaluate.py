@@ -47,7 +47,7 @@ def study_errors(root: Path) -> list[dict[str, object]]:
                     row[arm] = relative_error(image[mask], data.object[mask])
                 recon = read_reconstruction(root / "phase_f" / dose_dir.name / view / split
                                             / "ptychi_reconstruction.npz")
-                row["solver"] = relative_error(recon.object[mask], data.object[mask])
+                row["ptychi"] = relative_error(recon.object[mask], data.object[mask])
                 row["flat"] = relative_error(np.ones(mask.sum()), data.object[mask])
                 rows.append(row)
     return rows

@@ -1,4 +1,6 @@
-"""The ptychographic forward model, shared by the simulation, the PINN loss and the solver.
+"""The ptychographic forward model of the simulation and the PINN loss.
+
+Pty-Chi (Phase F) has its own; a test checks that it predicts the same counts.
 
 Convention: a diffraction pattern is |fftshift(FFT_ortho(probe * object_patch))|^2 in photon
 counts, DC at the centre. The orthonormal FFT keeps Parseval exact (the pattern's total equals the
@@ -53,7 +55,7 @@ def dose_scaled_probe(probe: np.ndarray, patches: np.ndarray, dose: float) -> np
     """`probe` scaled so that the expected counts of the patterns sum to `dose` on average.
 
     One scale for the whole scan, not one per pattern: a per-pattern normalisation would give every
-    pattern its own probe strength, which no single-probe model (solver or PINN) could explain.
+    pattern its own probe strength, which no single-probe model (Pty-Chi or PINN) could explain.
     By Parseval the mean total is the mean exit-wave energy.
     """
     intensity = (np.abs(probe) ** 2).astype(np.float64)

@@ -1,15 +1,19 @@
 """The study, phase by phase: writes the STUDY.md §3 folders under one output root.
 
-Phase C simulates, D selects the overlap views, E trains the models, F runs the solver. Every
-phase reads what the one before wrote, so the files on disk are the only hand-over, as they are
-for the real study.
+Phase C simulates, D selects the overlap views, E trains the models, F reconstructs with Pty-Chi.
+Every phase reads what the one before wrote, so the files on disk are the only hand-over, as they
+are for the real study.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,10 @@ import torch
 
 from ptychokit.checkpoint import save_model
 from ptychokit.networks import Architecture
-from ptychokit.npz_io import Reconstruction, read_ptycho_npz, write_ptycho_npz, write_reconstruction
+from ptychokit.npz_io import read_ptycho_npz, read_view_metadata, write_ptycho_npz
 from ptychokit.presets import GRIDSIZE_CHANNELS, SPLITS, VIEWS, Preset
+from ptychokit.ptychi_recon import PtychiSettings
 from ptychokit.simulation import make_scene, measure
-from ptychokit.solver import ALGORITHM, SolverSettings, reconstruct
 from ptychokit.training import TrainedModel, TrainingSettings, train_baseline, train_pinn
 from ptychokit.views import select_view
 
@@ -102,37 +106,80 @@ def _save(folder: Path, trained: TrainedModel, kind: str, probe: np.ndarray | No
                trained.log)
 
 
+RECONSTRUCT_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reconstruct_ptychi.py"
+
+
+class PhaseFailed(RuntimeError):
+    """A phase could not do all its work (its message names what failed)."""
+
+
+def _ptychi_settings(preset: Preset, seed: int, device: str) -> PtychiSettings:
+    return PtychiSettings(algorithm=preset.ptychi_algorithm, num_epochs=preset.ptychi_epochs,
+                          batch_size=preset.ptychi_batch, noise_model=preset.ptychi_noise_model,
+                          seed=seed, device=device)
+
+
+def _reconstruct_command(view_npz: Path, output_dir: Path, settings: PtychiSettings) -> list[str]:
+    """scripts/reconstruct_ptychi.py's argv for one view (PtychoPINN's Phase F command line)."""
+    return [sys.executable, str(RECONSTRUCT_SCRIPT), "--input-npz", str(view_npz),
+            "--output-dir", str(output_dir), "--algorithm", settings.algorithm,
+            "--num-epochs", str(settings.num_epochs), "--batch-size", str(settings.batch_size),
+            "--noise-model", settings.noise_model, "--no-refine-probe", "--seed", str(settings.seed),
+            "--device", settings.device, "--quiet"]
+
+
+def _parallel_runs(device: str, jobs: int) -> tuple[int, int]:
+    """(reconstructions at once, torch threads each): on the CPU one thread per job, one job per
+    core (Pty-Chi's small batches gain little from a second thread); on a GPU one at a time."""
+    if device != "cpu":
+        return 1, torch.get_num_threads()
+    return max(1, min(jobs, torch.get_num_threads())), 1
+
+
 def phase_f(root: Path, preset: Preset, seed: int, device: str) -> None:
-    """Reconstruct every (dose, view, split) and write the reconstruction NPZ and the manifests."""
-    settings = SolverSettings(iterations=preset.solver_iterations, batch_size=preset.solver_batch,
-                              seed=seed)
-    results = []
-    for dose in preset.doses:
-        for view in VIEWS:
-            for split in SPLITS:
-                data = read_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz")
-                solved = reconstruct(data.diffraction, data.probe, data.xcoords, data.ycoords,
-                                     data.object.shape, settings, device)
-                relative = Path(f"dose_{dose}") / view / split
-                write_reconstruction(
-                    root / "phase_f" / relative / "ptychi_reconstruction.npz",
-                    Reconstruction(solved.object, solved.probe, ALGORITHM, solved.elapsed_s,
-                                   settings.iterations),
-                    {"cost_history": np.asarray(solved.cost_history),
-                     "xcoords": data.xcoords, "ycoords": data.ycoords})
-                legacy = {"dose": dose, "view": view, "split": split, "output_dir": str(relative)}
-                _write_json(root / "phase_f" / f"dose_{dose}_{view}_{split}" / "manifest.json", legacy)
-                meta = data.metadata or {}
-                results.append({**legacy, "status": "success", "returncode": 0,
-                                "algorithm": ALGORITHM, "n_positions": int(data.diffraction.shape[0]),
-                                "computation_time_s": solved.elapsed_s,
-                                "final_cost": solved.cost_history[-1],
-                                **{name: meta.get(name) for name in METADATA_FIELDS}})
-                log.info("[F] dose %d %s %s: %d patterns, misfit %.4f, %.1f s", dose, view, split,
-                         data.diffraction.shape[0], solved.cost_history[-1], solved.elapsed_s)
+    """Reconstruct every (dose, view, split) with Pty-Chi, each by scripts/reconstruct_ptychi.py in
+    its own process, and write the manifests."""
+    settings = _ptychi_settings(preset, seed, device)
+    conditions = [(dose, view, split) for dose in preset.doses for view in VIEWS for split in SPLITS]
+    workers, threads = _parallel_runs(device, len(conditions))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    log.info("[F] %s, %d reconstructions, %d at a time with %d thread(s) each", settings.label,
+             len(conditions), workers, threads)
+
+    def run(condition: tuple[int, str, str]) -> dict[str, Any]:
+        dose, view, split = condition
+        view_npz = root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
+        relative = Path(f"dose_{dose}") / view / split
+        done = subprocess.run(_reconstruct_command(view_npz, root / "phase_f" / relative, settings),
+                              env=env, capture_output=True, text=True)
+        legacy = {"dose": dose, "view": view, "split": split, "output_dir": str(relative)}
+        _write_json(root / "phase_f" / f"dose_{dose}_{view}_{split}" / "manifest.json", legacy)
+        meta = read_view_metadata(view_npz) or {}
+        entry = {**legacy, "status": "success" if done.returncode == 0 else "failed",
+                 "returncode": done.returncode, "algorithm": settings.label,
+                 "n_positions": meta.get("n_accepted"), "computation_time_s": None, "final_cost": None,
+                 **{name: meta.get(name) for name in METADATA_FIELDS}}
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            log.info("[F] dose %d %s %s: FAILED (exit %d): %s", dose, view, split, done.returncode, last)
+            return {**entry, "error": last}
+        with np.load(root / "phase_f" / relative / "ptychi_reconstruction.npz") as npz:
+            entry.update(n_positions=int(npz["xcoords"].size),
+                         computation_time_s=float(npz["computation_time_s"]),
+                         final_cost=float(npz["cost_history"][-1]))
+        log.info("[F] dose %d %s %s: %d patterns, loss %.4g, %.1f s", dose, view, split,
+                 entry["n_positions"], entry["final_cost"], entry["computation_time_s"])
+        return entry
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(run, conditions))
     _write_json(root / "phase_f" / "reconstruction_manifest.json",
-                {"algorithm": ALGORITHM, "solver": asdict(settings), "preset": preset.name,
+                {"algorithm": settings.label, "solver": asdict(settings), "preset": preset.name,
                  "output_dirs_relative_to": "phase_f", "execution_results": results})
+    failed = [f"dose {r['dose']} {r['view']} {r['split']} ({r['error']})" for r in results if "error" in r]
+    if failed:
+        raise PhaseFailed(f"Phase F: {len(failed)} of {len(results)} reconstructions failed: "
+                          + "; ".join(failed))
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

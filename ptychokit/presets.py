@@ -14,7 +14,7 @@ SUBSAMPLING_SEED = 456
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes of the simulation, the networks and the solver for one named preset."""
+    """Sizes of the simulation, the networks and the reconstruction for one named preset."""
 
     name: str
     patch_size: int  # N: probe and diffraction pattern are N x N
@@ -28,8 +28,10 @@ class Preset:
     pinn_steps: int
     batch_size: int
     learning_rate: float
-    solver_iterations: int
-    solver_batch: int
+    ptychi_algorithm: str  # Phase F's Pty-Chi method (ptychokit.ptychi_recon.ALGORITHMS)
+    ptychi_epochs: int
+    ptychi_batch: int
+    ptychi_noise_model: str  # LSQML's: gaussian (what PtychoPINN's study sets) or poisson
     max_train_patterns: int  # cap on the patterns a network trains on (keeps CPU presets short)
 
     def with_doses(self, doses: tuple[int, ...]) -> "Preset":
@@ -41,22 +43,23 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny", patch_size=32, object_size=112, scan_step=5.0, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_steps=30,
-        pinn_steps=30, batch_size=16, learning_rate=1e-3, solver_iterations=30, solver_batch=16,
-        max_train_patterns=256,
+        pinn_steps=30, batch_size=16, learning_rate=1e-3, max_train_patterns=256,
+        ptychi_algorithm="LSQML", ptychi_epochs=20, ptychi_batch=16, ptychi_noise_model="poisson",
     ),
     # The README's main job: under two minutes on two CPU cores. The object is large because the
     # networks generalise from scanned area, not from more patterns of the same area.
     "demo": Preset(
         name="demo", patch_size=32, object_size=416, scan_step=4.0, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=600,
-        pinn_steps=400, batch_size=16, learning_rate=1e-3, solver_iterations=80, solver_batch=32,
-        max_train_patterns=6000,
+        pinn_steps=400, batch_size=16, learning_rate=1e-3, max_train_patterns=6000,
+        ptychi_algorithm="LSQML", ptychi_epochs=50, ptychi_batch=96, ptychi_noise_model="poisson",
     ),
     # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions. For a GPU.
     "full": Preset(
         name="full", patch_size=128, object_size=464, scan_step=3.3, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_steps=6000,
-        pinn_steps=4000, batch_size=32, learning_rate=1e-3, solver_iterations=200, solver_batch=64,
-        max_train_patterns=6000,
+        pinn_steps=4000, batch_size=32, learning_rate=1e-3, max_train_patterns=6000,
+        # Phase F as the study ran it: LSQML, 100 epochs, PtychoPINN's batch and noise model.
+        ptychi_algorithm="LSQML", ptychi_epochs=100, ptychi_batch=96, ptychi_noise_model="gaussian",
     ),
 }

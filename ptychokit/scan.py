@@ -11,7 +11,7 @@ def jittered_grid(object_size: int, patch_size: int, step: float, jitter: float,
     """Centre coordinates (x, y) of a raster scan with whole-pixel jitter, kept inside the object.
 
     Positions are whole pixels so that patch extraction is exact in both the simulation and the
-    solver; a sub-pixel scan would need interpolation that neither side should have to agree on.
+    reconstruction; a sub-pixel scan would need interpolation the two sides must agree on.
     """
     half = patch_size // 2
     lo, hi = half, object_size - patch_size + half  # every patch lies fully inside the object

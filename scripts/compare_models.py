@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OOM
     for arm in arms:
         ms = arm.metrics["ms_ssim"]
-        logging.getLogger(PROG).info("%s: ms_ssim amplitude %.4f phase %.4f (%.2fs)", arm.name, ms[0], ms[1], arm.seconds)
+        name = f"{arm.name} ({arm.method})" if arm.method else arm.name
+        logging.getLogger(PROG).info("%s: ms_ssim amplitude %.4f phase %.4f (%.2fs)", name, ms[0], ms[1], arm.seconds)
     return 0
 
 

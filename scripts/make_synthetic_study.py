@@ -4,7 +4,8 @@
         [--seed 42] [--device auto|cpu|cuda] [--overwrite]
 
 Also runnable as `python -m scripts.make_synthetic_study`. Bad arguments print one line,
-`make_synthetic_study: error: ...`, and exit 2.
+`make_synthetic_study: error: ...`, and exit 2; a Phase F reconstruction that fails is named in
+one such line after the other phases' files are written, exit 1.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    from ptychokit.pipeline import run_study
+    from ptychokit.pipeline import PhaseFailed, run_study
     from ptychokit.presets import PRESETS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
           f"device {device} ({threads} CPU threads) -> {args.out}", flush=True)
     start = time.perf_counter()
     _prepare(args.out)
-    run_study(args.out, preset, args.seed, device)
+    try:
+        run_study(args.out, preset, args.seed, device)
+    except PhaseFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     print(f"{PROG}: done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

@@ -88,6 +88,25 @@ def test_a_rerun_keeps_the_previous_debug_log(tiny_study, tmp_path):
     assert not (out / "reconstructions.npz").exists()
 
 
+def test_the_ptychi_arm_is_named_ptychi_and_logged_with_the_method_its_npz_records(tiny_study, tmp_path):
+    result = compare(*compare_args(tiny_study, tmp_path / "out"), "--no-save-npz", "--no-save-npz-aligned")
+    assert result.returncode == 0, result.stderr
+    assert "PtyChi (pty-chi LSQML (20 epochs, poisson noise)): ms_ssim" in result.stderr
+    assert "would name it Tike" not in result.stderr
+
+
+def test_an_npz_that_says_tike_is_still_the_ptychi_arm_with_a_warning(tiny_study, tmp_path):
+    args = compare_args(tiny_study, tmp_path / "out")
+    at = args.index("--tike_recon_path") + 1
+    with np.load(args[at]) as npz:
+        np.savez(tmp_path / "tike.npz", **{**{k: npz[k] for k in npz.files}, "algorithm": np.array("tike")})
+    args[at] = str(tmp_path / "tike.npz")
+    result = compare(*args, "--no-save-npz", "--no-save-npz-aligned")
+    assert result.returncode == 0, result.stderr
+    assert "says its algorithm is 'tike'" in result.stderr and "would name it Tike" in result.stderr
+    assert {r["model"] for r in read_metrics(tmp_path / "out" / "comparison_metrics.csv")} == ARMS
+
+
 def _without(src: Path, dst: Path, key: str) -> Path:
     with np.load(src) as npz:
         np.savez(dst, **{k: npz[k] for k in npz.files if k != key})

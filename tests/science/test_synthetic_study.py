@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from ptychokit.checkpoint import load_model
 from ptychokit.inference import predict_patches
 from ptychokit.npz_io import read_ptycho_npz, read_reconstruction
-from ptychokit.pipeline import phase_c
+from ptychokit.pipeline import PhaseFailed, phase_c, phase_f
 from ptychokit.presets import PRESETS
 from ptychokit.stitching import stitch_patches
 
@@ -114,8 +115,10 @@ def test_phase_f_reconstructions_and_manifests(tiny_study):
                     assert npz["reconstructed_object"].shape == (M, M)
                     assert np.iscomplexobj(npz["reconstructed_object"])
                     assert npz["reconstructed_probe"].shape == (N, N)
-                    assert npz["algorithm"].dtype.kind == "U"
+                    assert str(npz["algorithm"]) == "pty-chi LSQML (20 epochs, poisson noise)"
+                    assert npz["cost_history"].shape == (TINY.ptychi_epochs,)
                 assert read_reconstruction(path).elapsed_s > 0
+                assert (path.parent / "reconstruction_visualization.png").is_file()
                 legacy = json.loads((phase_f / f"dose_{dose}_{view}_{split}" / "manifest.json").read_text())
                 assert legacy == {"dose": dose, "view": view, "split": split,
                                   "output_dir": f"dose_{dose}/{view}/{split}"}
@@ -124,6 +127,25 @@ def test_phase_f_reconstructions_and_manifests(tiny_study):
                     meta = json.loads(str(npz["_metadata"]))
                 entry = entries[(dose, view, split)]
                 assert {k: entry[k] for k in METADATA_FIELDS} == {k: meta[k] for k in METADATA_FIELDS}
+                assert entry["status"] == "success" and entry["returncode"] == 0
+                assert entry["n_positions"] == meta["n_accepted"] and entry["computation_time_s"] > 0
+                assert np.isfinite(entry["final_cost"]) and entry["algorithm"].startswith("pty-chi LSQML")
+    assert manifest["solver"]["algorithm"] == "LSQML" and manifest["solver"]["num_epochs"] == 20
+
+
+def test_a_failed_reconstruction_is_recorded_and_named(tiny_study, tmp_path):
+    dose = DOSES[0]
+    shutil.copytree(tiny_study / "phase_d" / f"dose_{dose}", tmp_path / "phase_d" / f"dose_{dose}")
+    broken = tmp_path / "phase_d" / f"dose_{dose}" / "sparse" / "sparse_test.npz"
+    with np.load(broken) as npz:
+        np.savez(broken, **{k: npz[k] for k in npz.files if k != "probeGuess"})
+    with pytest.raises(PhaseFailed, match=rf"1 of 4 reconstructions failed: dose {dose} sparse test "
+                                          r"\(reconstruct_ptychi: error: .*lacks the key 'probeGuess'\)"):
+        phase_f(tmp_path, TINY.with_doses((dose,)), seed=42, device="cpu")
+    manifest = json.loads((tmp_path / "phase_f" / "reconstruction_manifest.json").read_text())
+    outcome = {(e["view"], e["split"]): (e["status"], e["returncode"]) for e in manifest["execution_results"]}
+    assert outcome == {("dense", "train"): ("success", 0), ("dense", "test"): ("success", 0),
+                       ("sparse", "train"): ("success", 0), ("sparse", "test"): ("failed", 1)}
 
 
 def test_the_study_records_its_settings(tiny_study):
