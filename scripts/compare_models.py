@@ -21,33 +21,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ptychokit.cli_args import OneLineParser, UsageError, positive  # noqa: E402
+
 PROG = "compare_models"
 EXIT_ERROR, EXIT_USAGE, EXIT_OOM = 1, 2, 3
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise UsageError(message)
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--pinn_dir", required=True, type=Path, help="gridsize-2 PINN checkpoint folder (Phase E)")
     p.add_argument("--baseline_dir", required=True, type=Path, help="gridsize-1 baseline checkpoint folder")
     p.add_argument("--test_data", required=True, type=Path, help="test NPZ with objectGuess (Phase C or D)")
@@ -61,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--register-ptychi-only", action="store_true",
                      help="register only the reconstruction arm to the ground truth")
     reg.add_argument("--skip-registration", action="store_true", help="register no arm")
-    p.add_argument("--n-test-groups", type=_positive(int), help="use only the first N positions (groups)")
-    p.add_argument("--n-test-subsample", type=_positive(int), help="use a random subset of N positions")
+    p.add_argument("--n-test-groups", type=positive(int), help="use only the first N positions (groups)")
+    p.add_argument("--n-test-subsample", type=positive(int), help="use a random subset of N positions")
     p.add_argument("--test-subsample-seed", type=int, default=0, help="seed of --n-test-subsample (default 0)")
     p.add_argument("--stitch-crop-size", type=int, default=20,
                    help="central M x M of each patch used for stitching, 0 < M <= N (default 20)")
@@ -72,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write reconstructions.npz (default on)")
     p.add_argument("--save-npz-aligned", action=argparse.BooleanOptionalAction, default=True,
                    help="write reconstructions_aligned.npz (default on)")
-    p.add_argument("--pinn-chunk-size", type=_positive(int), help="positions of the PINN on the device at once")
-    p.add_argument("--baseline-chunk-size", type=_positive(int), help="positions of the baseline on the device at once")
-    p.add_argument("--pinn-predict-batch-size", type=_positive(int), default=32, help="PINN inference batch (32)")
-    p.add_argument("--baseline-predict-batch-size", type=_positive(int), default=32, help="baseline inference batch (32)")
+    p.add_argument("--pinn-chunk-size", type=positive(int), help="positions of the PINN on the device at once")
+    p.add_argument("--baseline-chunk-size", type=positive(int), help="positions of the baseline on the device at once")
+    p.add_argument("--pinn-predict-batch-size", type=positive(int), default=32, help="PINN inference batch (32)")
+    p.add_argument("--baseline-predict-batch-size", type=positive(int), default=32, help="baseline inference batch (32)")
     loud = p.add_mutually_exclusive_group()
     loud.add_argument("--quiet", action="store_true", help="console: warnings and errors only")
     loud.add_argument("--verbose", action="store_true", help="console: debug messages too")

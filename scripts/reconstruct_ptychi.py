@@ -23,34 +23,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ptychokit.cli_args import OneLineParser, UsageError, positive  # noqa: E402
+
 PROG = "reconstruct_ptychi"
 EXIT_ERROR, EXIT_USAGE = 1, 2
 ALGORITHM_CHOICES = ("LSQML", "PIE", "ePIE", "DM")  # ptychokit.ptychi_recon.ALGORITHMS
 
 
-class UsageError(Exception):
-    pass
-
-
 class InputError(Exception):
     pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise UsageError(message)
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-        return value
-    return parse
 
 
 def _algorithm(text: str) -> str:
@@ -61,21 +42,21 @@ def _algorithm(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--input-npz", required=True, type=Path,
                    help="NPZ with diffraction (or diff3d) amplitudes, probeGuess, xcoords, ycoords")
     p.add_argument("--output-dir", required=True, type=Path, help="where the NPZ and the picture go")
     p.add_argument("--algorithm", type=_algorithm, default="LSQML",
                    help=f"{', '.join(ALGORITHM_CHOICES)} (case does not matter; default LSQML)")
-    p.add_argument("--num-epochs", type=_positive(int), default=200, help="epochs (default 200)")
-    p.add_argument("--n-images", type=_positive(int),
+    p.add_argument("--num-epochs", type=positive(int), default=200, help="epochs (default 200)")
+    p.add_argument("--n-images", type=positive(int),
                    help="use only the first N patterns (default: all of them)")
-    p.add_argument("--batch-size", type=_positive(int), default=96, help="patterns per update (default 96)")
+    p.add_argument("--batch-size", type=positive(int), default=96, help="patterns per update (default 96)")
     p.add_argument("--noise-model", choices=("gaussian", "poisson"), default="gaussian",
                    help="LSQML's noise model (default gaussian; poisson is better at low dose)")
     p.add_argument("--refine-probe", action=argparse.BooleanOptionalAction, default=False,
                    help="refine the probe too (default: keep probeGuess fixed)")
-    p.add_argument("--step-size", type=_positive(float), default=0.1,
+    p.add_argument("--step-size", type=positive(float), default=0.1,
                    help="PIE/ePIE object and probe step, alpha (default 0.1, as in Pty-Chi)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order (default 0)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
