@@ -26,6 +26,12 @@ log = logging.getLogger("compare_models")
 METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50", "frc1over7")
 FRC_CURVE_FILES = {"PtychoPINN": "pinn_frc_curves.csv", "Baseline": "baseline_frc_curves.csv",
                    "PtyChi": "ptychi_frc_curves.csv"}
+# The trivial predictor scored beside the arms: a flat phase and a constant amplitude (which the
+# amplitude scaling every arm gets turns into the target's mean). An arm that learned nothing scores
+# about this. It has its own file because comparison_metrics.csv must hold exactly the reference
+# script's three models.
+FLOOR_MODEL = "FlatFloor"
+FLOOR_FILE = "floor_metrics.csv"
 
 
 def _missing_key(exc: KeyError) -> str:
@@ -136,6 +142,8 @@ def _score(arms: list[Arm], target: np.ndarray, opts: Options) -> tuple[np.ndarr
     for arm in arms:
         if not np.all(np.isfinite(arm.obj)):
             arm.error = "its image holds NaN or infinite values"
+        elif arm.name == FLOOR_MODEL:
+            continue  # a flat image has nothing to register
         elif not (opts.skip_registration or (opts.register_ptychi_only and arm.name != "PtyChi")):
             try:
                 arm.obj, arm.shift = register(arm.obj, target)
@@ -178,8 +186,24 @@ def _write_atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
     os.replace(tmp, path)  # the runner never sees half a table
 
 
-def _write_outputs(arms: list[Arm], target_amplitude, target_phase, ground_truth, opts: Options) -> None:
+def _metric_rows(arms: list[Arm]) -> list[list]:
+    rows = []
+    for arm in arms:
+        for metric in METRICS:
+            amp, ph = (arm.metrics or {}).get(metric, (math.nan, math.nan))
+            rows.append([arm.name, metric, _cell(amp), _cell(ph), ""])
+        shift = (math.nan, math.nan) if arm.error else arm.shift
+        rows.append([arm.name, "registration_offset_dy", "", "", _cell(shift[0])])
+        rows.append([arm.name, "registration_offset_dx", "", "", _cell(shift[1])])
+        rows.append([arm.name, "computation_time_s", "", "", _cell(arm.seconds)])
+    return rows
+
+
+def _write_outputs(arms: list[Arm], floor: Arm, target_amplitude, target_phase, ground_truth,
+                   opts: Options) -> None:
     out = opts.output_dir
+    # The floor first: a reader that finds a fresh comparison_metrics.csv finds this run's floor.
+    _write_atomic_csv(out / FLOOR_FILE, ["model", "metric", "amplitude", "phase", "value"], _metric_rows([floor]))
     for arm in arms:
         if arm.amplitude is None:
             continue
@@ -197,16 +221,8 @@ def _write_outputs(arms: list[Arm], target_amplitude, target_phase, ground_truth
                  **{f"{arm.name.lower()}_{part}": getattr(arm, part) for arm in arms
                     for part in ("amplitude", "phase") if getattr(arm, part) is not None})
     _plot(arms, target_amplitude, target_phase, out / "comparison_plot.png")
-    rows = []
-    for arm in arms:
-        for metric in METRICS:
-            amp, ph = (arm.metrics or {}).get(metric, (math.nan, math.nan))
-            rows.append([arm.name, metric, _cell(amp), _cell(ph), ""])
-        shift = (math.nan, math.nan) if arm.error else arm.shift
-        rows.append([arm.name, "registration_offset_dy", "", "", _cell(shift[0])])
-        rows.append([arm.name, "registration_offset_dx", "", "", _cell(shift[1])])
-        rows.append([arm.name, "computation_time_s", "", "", _cell(arm.seconds)])
-    _write_atomic_csv(out / "comparison_metrics.csv", ["model", "metric", "amplitude", "phase", "value"], rows)
+    _write_atomic_csv(out / "comparison_metrics.csv", ["model", "metric", "amplitude", "phase", "value"],
+                      _metric_rows(arms))
 
 
 def _plot(arms: list[Arm], target_amplitude, target_phase, path: Path) -> None:
@@ -264,9 +280,10 @@ def compare(opts: Options) -> list[Arm]:
     target = ground_truth[box]
     for arm in arms:
         arm.obj = arm.obj[box]
-    target_amplitude, target_phase = _score(arms, target, opts)
+    floor = Arm(FLOOR_MODEL, np.ones(target.shape, dtype=np.complex64), seconds=0.0)
+    target_amplitude, target_phase = _score(arms + [floor], target, opts)
     opts.output_dir.mkdir(parents=True, exist_ok=True)
-    _write_outputs(arms, target_amplitude, target_phase, ground_truth, opts)
+    _write_outputs(arms, floor, target_amplitude, target_phase, ground_truth, opts)
     failed = [f"{arm.name} ({arm.error})" for arm in arms if arm.error]
     if failed:
         raise ComparisonError(f"metrics could not be computed for {', '.join(failed)}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from runner.manifest import write_atomic
 from runner.npzmeta import NpzEntryError, read_npz_string
 from runner.report_format import mean, model_order
-from runner.study import OTHER_ARMS, PINN, SPLITS
+from runner.study import FLOOR_MODEL, OTHER_ARMS, PINN, SPLITS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -159,7 +159,9 @@ def metrics_summary(snapshot: dict, phase_c_root: Path | None, hub: Path) -> dic
     """PtychoPINN's metrics summary of the latest run's conditions: the succeeded ones are
     summarised, every other one is counted in n_failed (and listed in `not_succeeded`)."""
     conditions = latest_plan(snapshot)
-    lists = metric_lists(snapshot["metrics"])
+    # What the comparison CSVs hold, as PtychoPINN's aggregator reads them: not the floor, which
+    # comes from its sibling file.
+    lists = metric_lists([row for row in snapshot["metrics"] if row["model"] != FLOOR_MODEL])
     jobs = [{"dose": c["dose"], "view": c["view"], "split": c["split"], "metrics": lists.get(c["key"], [])}
             for c in conditions if c["state"] == "succeeded"]
     return {"n_jobs": len(conditions), "n_success": len(jobs), "n_failed": len(conditions) - len(jobs),

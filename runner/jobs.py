@@ -66,6 +66,9 @@ class MetricsCheck:
 
     path: Path
     required_models: tuple[str, ...]
+    # Files of the same format whose rows join the metrics when this attempt wrote them (the
+    # comparison's trivial floor); optional, since the reference script writes none.
+    siblings: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -68,20 +68,27 @@ class PriorFile:
 
     file_id: FileId | None  # None: there was no file
     legacy_started_ns: int | None = None  # for attempts whose runner recorded no identity
+    # The check's sibling files before the launch, in order; None: not recorded, so never trusted.
+    sibling_ids: tuple[FileId | None, ...] | None = None
 
     @classmethod
-    def now(cls, path: Path) -> "PriorFile":
-        return cls(file_id(path))
+    def now(cls, path: Path, siblings: tuple[Path, ...] = ()) -> "PriorFile":
+        return cls(file_id(path), sibling_ids=tuple(file_id(s) for s in siblings))
 
     def to_ledger(self) -> str:
-        return json.dumps(self.file_id)
+        if not self.sibling_ids:  # the format of ledger schema 6, kept when there is no sibling
+            return json.dumps(self.file_id)
+        return json.dumps({"file": self.file_id, "siblings": list(self.sibling_ids)})
 
     @classmethod
     def from_ledger(cls, text: str | None, started_ns: int) -> "PriorFile":
         if text is None:  # launched by an older runner: only its start time is known
             return cls(None, legacy_started_ns=started_ns)
         found = json.loads(text)
-        return cls(tuple(found) if found is not None else None)
+        if isinstance(found, dict):
+            return cls(_tuple(found.get("file")),
+                       sibling_ids=tuple(_tuple(s) for s in found.get("siblings", ())))
+        return cls(_tuple(found), sibling_ids=())
 
     def stale(self, current: FileId) -> bool:
         if self.legacy_started_ns is not None:
@@ -89,6 +96,10 @@ class PriorFile:
             # a file written more than 2 s before the launch was left by an earlier run.
             return current[2] < self.legacy_started_ns - LEGACY_TICK_NS
         return current == self.file_id
+
+
+def _tuple(found: list[int] | None) -> FileId | None:
+    return tuple(found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -125,15 +136,9 @@ def read_metrics(check: MetricsCheck, prior: PriorFile) -> tuple[list[MetricRow]
             return [], f"exit 0 but {path.name} was not written by this attempt (left by an earlier run)"
         if stat.st_size > MAX_METRICS_BYTES:
             return [], f"{path.name} is {stat.st_size} bytes, too large to be a metrics table"
-        try:
-            reader = csv.DictReader(f)
-            missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
-            if missing_columns:
-                return [], f"{path.name} lacks columns {', '.join(missing_columns)}"
-            rows = [MetricRow(r["model"] or "", r["metric"] or "", _number(r["amplitude"]),
-                              _number(r["phase"]), _number(r["value"])) for r in reader]
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            return [], f"{path.name} cannot be read: {exc}"
+        rows, problem = _table(f, path.name)
+        if problem:
+            return [], problem
     seen = set()
     for row in rows:
         if (row.model, row.metric) in seen:
@@ -143,7 +148,41 @@ def read_metrics(check: MetricsCheck, prior: PriorFile) -> tuple[list[MetricRow]
     missing = [m for m in check.required_models if m not in numeric]
     if missing:
         return rows, f"{path.name} has no numeric metric for {', '.join(missing)}"
+    for index, sibling in enumerate(check.siblings):
+        known = prior.sibling_ids
+        if known is None or index >= len(known):
+            continue  # its state before the launch is unknown: an earlier run's rows are no evidence
+        rows += [r for r in _fresh_sibling_rows(sibling, known[index]) if (r.model, r.metric) not in seen]
+        seen.update((r.model, r.metric) for r in rows)
     return rows, None
+
+
+def _table(f, name: str) -> tuple[list[MetricRow], str | None]:
+    """The rows of an open metrics CSV, or what is wrong with it."""
+    try:
+        reader = csv.DictReader(f)
+        missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing_columns:
+            return [], f"{name} lacks columns {', '.join(missing_columns)}"
+        return [MetricRow(r["model"] or "", r["metric"] or "", _number(r["amplitude"]),
+                          _number(r["phase"]), _number(r["value"])) for r in reader], None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return [], f"{name} cannot be read: {exc}"
+
+
+def _fresh_sibling_rows(path: Path, before: FileId | None) -> list[MetricRow]:
+    """A sibling's rows if this attempt wrote the file; none if it is absent, unchanged, or bad
+    (a sibling adds rows beside a success, it never decides one)."""
+    try:
+        f = open(path, newline="", encoding="utf-8")
+    except OSError:
+        return []
+    with f:
+        stat = os.fstat(f.fileno())
+        if _id(stat) == before or stat.st_size > MAX_METRICS_BYTES:
+            return []
+        rows, problem = _table(f, path.name)
+    return [] if problem else rows
 
 
 def split_status(returncode: int) -> tuple[int | None, int | None]:

@@ -173,7 +173,7 @@ class Scheduler:
         job = queued.job
         token = uuid.uuid4().hex
         # What the metrics file is before the launch: after the exit it must be another file.
-        prior = PriorFile.now(job.check.path) if job.check else PriorFile(None)
+        prior = PriorFile.now(job.check.path, job.check.siblings) if job.check else PriorFile(None)
         attempt = await self.ledger.start_attempt(AttemptStart(
             queued.job_id, job.key, self.run_id, queued.argv, job.fingerprint, slot.name,
             self.executor.device_label(slot.device.visible_id), slot.device.uuid, token,

@@ -29,6 +29,9 @@ PINN = "PtychoPINN"
 OTHER_ARMS = ("Baseline", "PtyChi")
 EXPECTED_MODELS = (PINN, *OTHER_ARMS)
 METRICS_FILE = "comparison_metrics.csv"
+# The compare script's trivial floor (flat phase, constant amplitude), beside the three models.
+FLOOR_FILE = "floor_metrics.csv"
+FLOOR_MODEL = "FlatFloor"
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
 MAX_MANIFEST_BYTES = 16 << 20
 MAX_TEXT = 200  # characters of a text field of the metadata
@@ -352,7 +355,8 @@ def _job(settings: Settings, dose: int, view: str, split: str, test_source: str,
         identity.append(settings.success.value)  # a success by a laxer rule is not a metrics success
     fingerprint = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     output = Path(output_dir)
-    check = MetricsCheck(output / METRICS_FILE, EXPECTED_MODELS) if settings.success is SuccessRule.METRICS else None
+    check = (MetricsCheck(output / METRICS_FILE, EXPECTED_MODELS, (output / FLOOR_FILE,))
+             if settings.success is SuccessRule.METRICS else None)
     return Job(key=f"dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
                output_dir=output, check=check,
                fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},

@@ -13,6 +13,7 @@ exit 2. What it does is chosen by FAKE_COMPARE_BEHAVIOUR, a JSON object mapping 
   escape: seconds      a grandchild in its own session (it leaves the process group)
   close_stdout: true   close stdout early, then go on (stderr, metrics)
   kill_runner: true    SIGKILL the runner (our parent) after writing the metrics, then exit 0
+  floor: [amplitude, phase]  also write floor_metrics.csv with FlatFloor's MS-SSIM (as the real script)
 Each call appends one JSON line to FAKE_COMPARE_RECORD (if set) when it is done: condition,
 devices, interval, argv, cwd; and one line to FAKE_COMPARE_LAUNCHES (if set) as soon as it starts:
 condition, pid, RUNNER_ATTEMPT_TOKEN.
@@ -144,6 +145,9 @@ def main():
             print("RuntimeError: CUDA out of memory; lower --pinn-chunk-size and --baseline-chunk-size",
                   file=sys.stderr)
             return 3
+    if todo.get("floor") and not todo.get("no_metrics"):
+        amp, ph = todo["floor"]
+        (out / "floor_metrics.csv").write_text(f"model,metric,amplitude,phase,value\nFlatFloor,ms_ssim,{amp},{ph},\n")
     if not todo.get("no_metrics"):
         write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False), todo.get("ms_ssim"))
     if todo.get("kill_runner"):

@@ -78,8 +78,31 @@ def test_the_identity_before_the_launch_is_in_the_attempt_row(study):
     before = file_id(csv)
     assert run_runner(study, *ONE, "--force").returncode == 0
     rows = ledger_rows(study / "analysis/ledger.db", "SELECT metrics_before FROM attempts ORDER BY number")
-    assert PriorFile.from_ledger(rows[0][0], 0) == PriorFile(None)  # no file before the first
-    assert PriorFile.from_ledger(rows[1][0], 0) == PriorFile(before)
+    # no file before the first; the floor file beside it is recorded too
+    assert PriorFile.from_ledger(rows[0][0], 0) == PriorFile(None, sibling_ids=(None,))
+    assert PriorFile.from_ledger(rows[1][0], 0) == PriorFile(before, sibling_ids=(None,))
+
+
+def test_the_floor_beside_a_success_is_loaded_only_when_this_attempt_wrote_it(study):
+    """floor_metrics.csv joins the ledger with the success that wrote it; an earlier run's file
+    beside a new success (e.g. PtychoPINN's own compare script, which writes no floor) does not."""
+    floor_query = "SELECT phase FROM study_metrics WHERE model = 'FlatFloor' AND metric = 'ms_ssim'"
+    ledger = study / "analysis/ledger.db"
+    assert run_runner(study, *ONE, behaviour={"*": {"floor": [0.4, 0.2]}}).returncode == 0
+    assert [r["phase"] for r in ledger_rows(ledger, floor_query)] == [0.2]
+    assert run_runner(study, *ONE, "--force").returncode == 0  # writes no floor this time
+    assert ledger_rows(ledger, floor_query) == []
+    assert run_runner(study, *ONE, "--force", behaviour={"*": {"floor": [0.4, 0.3]}}).returncode == 0
+    assert [r["phase"] for r in ledger_rows(ledger, floor_query)] == [0.3]
+    # comparison_metrics.csv still holds exactly the three models
+    csv_models = {line.split(",")[0] for line in
+                  (study / "analysis/dose_1000/dense/train/comparison_metrics.csv").read_text().splitlines()[1:]}
+    assert csv_models == {"PtychoPINN", "Baseline", "PtyChi"}
+
+
+def test_a_sibling_identity_from_a_schema_6_row_is_unknown_and_never_trusted():
+    assert PriorFile.from_ledger("[1, 2, 3, 4]", 0).sibling_ids == ()
+    assert PriorFile.from_ledger("null", 0) == PriorFile(None, sibling_ids=())
 
 
 def test_an_attempt_of_an_older_runner_is_judged_with_a_margin_of_the_coarsest_tick(tmp_path):

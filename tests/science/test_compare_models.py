@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-OUTPUTS = ("comparison_metrics.csv", "pinn_frc_curves.csv", "baseline_frc_curves.csv", "ptychi_frc_curves.csv",
+OUTPUTS = ("comparison_metrics.csv", "floor_metrics.csv", "pinn_frc_curves.csv", "baseline_frc_curves.csv", "ptychi_frc_curves.csv",
            "reconstructions.npz", "reconstructions_aligned.npz", "comparison_plot.png")
 ARMS = {"PtychoPINN", "Baseline", "PtyChi"}
 
@@ -78,6 +78,29 @@ def test_one_comparison_writes_every_output_and_nothing_in_the_current_folder(ti
             assert np.allclose([float(r[f"{part}_frc"]) for r in saved], curve.frc)
             assert float(scores["frc50"][part]) == pytest.approx(curve.resolution(0.5))
             assert float(scores["frc1over7"][part]) == pytest.approx(curve.resolution(1 / 7))
+
+
+def test_the_floor_is_a_flat_image_scored_by_the_arms_code_in_its_own_file(tiny_study, tmp_path):
+    """FlatFloor (flat phase, constant amplitude) goes through the same cropping, amplitude scaling,
+    phase alignment and metrics as the arms; comparison_metrics.csv keeps exactly the three arms."""
+    from ptychokit.image_metrics import all_metrics
+    out = tmp_path / "out"
+    assert compare(*compare_args(tiny_study, out, dose=100000)).returncode == 0
+    assert {r["model"] for r in read_metrics(out / "comparison_metrics.csv")} == ARMS
+    floor = {r["metric"]: r for r in read_metrics(out / "floor_metrics.csv")}
+    assert {r["model"] for r in floor.values()} == {"FlatFloor"}
+    with np.load(out / "reconstructions_aligned.npz") as aligned:
+        amplitude, phase = aligned["ground_truth_amplitude"], aligned["ground_truth_phase"]
+    flat_amplitude = np.full_like(amplitude, amplitude.mean())  # a constant, scaled to the target's mean
+    expected_amplitude = all_metrics(flat_amplitude, amplitude, 1.0)
+    expected_phase = all_metrics(np.zeros_like(phase), phase, 0.0)
+    for metric in ("ms_ssim", "ssim", "mae", "mse"):
+        assert float(floor[metric]["amplitude"]) == pytest.approx(expected_amplitude[metric], rel=1e-5)
+        assert float(floor[metric]["phase"]) == pytest.approx(expected_phase[metric], rel=1e-5)
+    assert float(floor["registration_offset_dx"]["value"]) == 0.0  # a flat image is never shifted
+    # At the highest dose every arm that learned anything scores above the floor's phase.
+    arms = {r["model"]: r for r in read_metrics(out / "comparison_metrics.csv") if r["metric"] == "ms_ssim"}
+    assert float(arms["PtyChi"]["phase"]) > float(floor["ms_ssim"]["phase"]) + 0.1
 
 
 def test_a_rerun_keeps_the_previous_debug_log(tiny_study, tmp_path):
@@ -170,7 +193,8 @@ def test_the_runner_drives_the_real_script_over_the_whole_tiny_study(tiny_run):
     ledger = sqlite3.connect(study / "analysis/ledger.db")
     rows = ledger.execute("SELECT dose, view, split, model, amplitude, phase FROM study_metrics "
                           "WHERE metric = 'ms_ssim'").fetchall()
-    assert len(rows) == 12 * 3 and {r[3] for r in rows} == ARMS
+    # the three arms and, beside them, the trivial floor of every condition
+    assert len(rows) == 12 * 4 and {r[3] for r in rows} == ARMS | {"FlatFloor"}
     assert all(r[4] is not None for r in rows)
     strategies = dict(ledger.execute("SELECT view, selection_strategy FROM jobs WHERE dose = 1000 AND split = 'test'"))
     assert set(strategies) == {"dense", "sparse"} and all(strategies.values())
