@@ -19,7 +19,7 @@ from pathlib import Path
 
 from runner.ledger import QUERIES, LedgerError, read_snapshot
 from runner.manifest import write_atomic
-from runner.report_format import COMPONENTS, PAIRED_NOTE, delta_cell, fmt, headline, mean, model_order
+from runner.report_format import COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, delta_cell, fmt, headline, mean, model_order
 from runner.study import OTHER_ARMS, PINN
 
 # Metrics where a larger value is better; for the others (mae, mse) smaller is better.
@@ -165,10 +165,10 @@ def deltas_text(summary: dict) -> str:
 
 def headline_text(summary: dict) -> str:
     models = sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=model_order)
-    lines = ["MS-SSIM phase by dose and model (mean over views and splits):",
-             f"{'dose':>8}  " + "  ".join(f"{m:>10}" for m in models)]
-    for dose, row in headline(summary):
-        lines.append(f"{dose:>8}  " + "  ".join(f"{fmt(row.get(m)):>10}" for m in models))
+    lines = [HEADLINE_TITLE.format(part="phase") + ":",
+             f"{'dose':>8}  {'view':>6}  " + "  ".join(f"{m:>10}" for m in models)]
+    for dose, view, row in headline(summary):
+        lines.append(f"{dose:>8}  {view:>6}  " + "  ".join(f"{fmt(row.get(m)):>10}" for m in models))
     return "\n".join(lines)
 
 

@@ -41,12 +41,18 @@ def delta_cell(entry: dict, part: str) -> str:
     return f"{fmt(paired, True)} (difference of means {fmt(of_means, True)})"
 
 
-def headline(summary: dict, part: str = "phase") -> list[tuple[int, dict]]:
-    """MS-SSIM per dose and model (mean over views and splits)."""
+HEADLINE_TITLE = ("MS-SSIM {part} by dose, view and model (mean over the splits; FlatFloor is a flat "
+                  "phase and constant amplitude, the score of an arm that learned nothing)")
+
+
+def headline(summary: dict, part: str = "phase") -> list[tuple[int, str, dict]]:
+    """MS-SSIM per view, dose and model (mean over the splits): the views differ too much to be
+    averaged, and the floor beside the arms shows whether each learned anything."""
     cells: dict = defaultdict(lambda: defaultdict(list))
     for job in summary["jobs"]:
         for model, metrics in job["metrics"].items():
             value = metrics.get("ms_ssim", {}).get(part)
             if value is not None:
-                cells[job["dose"]][model].append(value)
-    return [(dose, {m: mean(v) for m, v in cells[dose].items()}) for dose in sorted(cells)]
+                cells[(job["view"], job["dose"])][model].append(value)
+    return [(dose, view, {m: mean(v) for m, v in cells[(view, dose)].items()})
+            for view, dose in sorted(cells, key=lambda k: (k[0] != "dense", k[0], k[1]))]

@@ -8,7 +8,7 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.report_format import COMPONENTS, PAIRED_NOTE, delta_cell, fmt, headline, model_order
+from runner.report_format import COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, delta_cell, fmt, headline, model_order
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
@@ -42,8 +42,9 @@ def _headline(summary: dict) -> str:
     models = _models(summary)
     parts = []
     for part in COMPONENTS[::-1]:  # phase first: the study's headline
-        rows = [[dose] + [fmt(row.get(m)) for m in models] for dose, row in headline(summary, part)]
-        parts.append(f"<h3>MS-SSIM {part}</h3>" + _table(["dose"] + models, rows))
+        rows = [[dose, view] + [fmt(row.get(m)) for m in models] for dose, view, row in headline(summary, part)]
+        parts.append(f"<h3>{escape(HEADLINE_TITLE.format(part=part))}</h3>"
+                     + _table(["dose", "view"] + models, rows, text_columns=2))
     return "".join(parts)
 
 

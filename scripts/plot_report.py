@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+FLOOR = "FlatFloor"  # the trivial predictor: drawn as a grey dashed line, the level of no learning
 FRC_FILES = {"PtychoPINN": "pinn_frc_curves.csv", "Baseline": "baseline_frc_curves.csv",
              "PtyChi": "ptychi_frc_curves.csv"}
 METRIC_ORDER = ("ms_ssim", "ssim", "psnr", "mae", "mse", "frc50", "frc1over7")
@@ -57,7 +58,9 @@ def plot_metric(metric: str, panels: dict, out: Path) -> Path:
             models = sorted(panels[key], key=lambda m: (MODELS.index(m) if m in MODELS else 9, m))
             for model in models:
                 points = sorted(panels[key][model])
-                ax.plot([p[0] for p in points], [p[1 + row] for p in points], marker="o", label=model)
+                style = dict(color="0.45", linestyle="--", label=f"{FLOOR} (flat phase, mean amplitude)") \
+                    if model == FLOOR else dict(marker="o", label=model)
+                ax.plot([p[0] for p in points], [p[1 + row] for p in points], **style)
             ax.set_xscale("log")
             ax.set_title(f"{key[0]} {key[1]}: {part}", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)

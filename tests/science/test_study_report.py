@@ -46,13 +46,16 @@ def test_the_report_of_the_tiny_study_holds_every_condition_model_and_metric(tin
             assert entry["mean_amplitude"] == pytest.approx(mean_amp) and entry["mean_phase"] == pytest.approx(mean_phase)
     with open(out / "study_table.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 12 * 3 * len(METRICS) and {r["metric"] for r in rows} == METRICS
+    assert len(rows) == 12 * 4 * len(METRICS) and {r["metric"] for r in rows} == METRICS  # 3 arms + the floor
+    assert {r["model"] for r in rows} == {"PtychoPINN", "Baseline", "PtyChi", "FlatFloor"}
     assert {p.name for p in (out / "plots").glob("*.png")} == {f"{m}.png" for m in METRICS} | {"montage.png"} | {
         f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")}  # one FRC plot per arm
     assert "dose_100000/dense/test" in (out / "report.html").read_text()  # the montage's default condition
-    headline = result.stdout.splitlines()[:5]
-    assert headline[0].startswith("MS-SSIM phase by dose and model")
-    assert [line.split()[0] for line in headline[2:5]] == ["1000", "10000", "100000"]
+    headline = result.stdout.splitlines()[:8]
+    assert headline[0].startswith("MS-SSIM phase by dose, view and model")
+    assert headline[1].split() == ["dose", "view", "PtychoPINN", "Baseline", "PtyChi", "FlatFloor"]
+    assert [line.split()[:2] for line in headline[2:8]] == [
+        [dose, view] for view in ("dense", "sparse") for dose in ("1000", "10000", "100000")]
     assert f"report: {out / 'report.html'}" in result.stdout
 
 
@@ -89,3 +92,24 @@ def test_the_report_page_loads_without_errors_in_headless_chromium(tiny_report, 
     shot = Image.open(tmp_path / "report.png").convert("L")
     assert shot.height > 2000
     assert ImageStat.Stat(shot).stddev[0] > 10  # not a blank page
+
+
+def test_the_floor_stands_beside_every_condition_and_pty_chi_rises_above_it(tiny_report):
+    """The gates that make sense on the tiny study, whose networks train for seconds: every
+    condition has the trivial floor beside the three arms, in the ledger and on the page, and
+    Pty-Chi, which needs no training, rises with dose in the dense view to well above the floor.
+    (The networks' gates are measured on the demo: docs/synthetic_study.md.)"""
+    study, result = tiny_report
+    ledger = sqlite3.connect(study / "analysis/ledger.db")
+    rows = ledger.execute("SELECT view, split, dose, model, phase FROM study_metrics WHERE metric = 'ms_ssim'").fetchall()
+    phase = {(view, split, dose, model): value for view, split, dose, model, value in rows}
+    conditions = {row[:3] for row in rows}
+    assert len(conditions) == 12 and all(phase.get((*c, "FlatFloor")) is not None for c in conditions)
+    for split in ("train", "test"):
+        ptychi = [phase[("dense", split, dose, "PtyChi")] for dose in (1000, 10000, 100000)]
+        assert ptychi == sorted(ptychi), ptychi
+        assert ptychi[-1] > phase[("dense", split, 100000, "FlatFloor")] + 0.1
+    assert "FlatFloor" in (study / "analysis/report/report.html").read_text()
+    root_summary = json.loads((study / "analysis/metrics_summary.json").read_text())
+    # PtychoPINN's own summary mirrors the comparison CSVs: the three arms, not the floor
+    assert {e["model"] for job in root_summary["jobs"] for e in job["metrics"]} == {"PtychoPINN", "Baseline", "PtyChi"}
