@@ -4,7 +4,8 @@ A folder holds three files:
   model.pt           torch.save({"weights": state_dict, "probe": complex tensor}); loads with
                      torch.load(weights_only=True), nothing is unpickled
   model.json         format, kind (baseline|pinn), architecture, preprocessing, provenance
-  training_log.csv   epoch,step,loss,seconds
+  training_log.csv   the training curve: step, epoch (passes over the data), loss, for the PINN
+                     nll_excess (its NLL above the measured counts' own), learning_rate, seconds
 `load_model` rebuilds the network from model.json and loads model.pt into it.
 """
 
@@ -25,6 +26,7 @@ WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "model.json"
 LOG_FILE = "training_log.csv"
 FORMAT = "ptychokit-checkpoint/1"
+LOG_COLUMNS = ("step", "epoch", "loss", "nll_excess", "learning_rate", "seconds")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ def save_model(folder: Path, model: PatchNet, kind: str, preprocessing: dict[str
               "files": {"weights": WEIGHTS_FILE, "training_log": LOG_FILE}}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     with open(folder / LOG_FILE, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "step", "loss", "seconds"])
+        columns = [c for c in LOG_COLUMNS if any(c in row for row in log)]
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(log)
 

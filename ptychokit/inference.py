@@ -17,8 +17,9 @@ def predict_patches(model: PatchNet, info: CheckpointInfo, data: PtychoData,
     """Object patches (n, N, N) complex64, row i for scan position i of `data`.
 
     Gridsize 1: the network sees each pattern alone. Gridsize 2: each position is the anchor of a
-    group built by the training rule (seeded K-nearest partners), and its patch is the anchor's
-    after the overlap merge, i.e. the patch the training loss constrained.
+    group built by the training rule (seeded K-nearest partners, no nearer than the training
+    groups' partners were), and its patch is the anchor's after the overlap merge, i.e. the patch
+    the training loss constrained.
     """
     device = device or next(model.parameters()).device.type
     if data.patch_size != info.architecture.patch_size:
@@ -31,7 +32,8 @@ def predict_patches(model: PatchNet, info: CheckpointInfo, data: PtychoData,
     else:
         groups = neighbour_groups(data.xcoords, data.ycoords, int(info.preprocessing["channels"]),
                                   int(info.preprocessing["neighbours"]),
-                                  int(info.preprocessing["grouping_seed"]))
+                                  int(info.preprocessing["grouping_seed"]),
+                                  float(info.preprocessing.get("partner_min_distance", 0.0)))
     offsets = torch.from_numpy(group_offsets(data.xcoords, data.ycoords, groups))
     probe = torch.from_numpy(info.probe if info.probe is not None else data.probe).to(device)
     out = np.empty((n, data.patch_size, data.patch_size), dtype=np.complex64)

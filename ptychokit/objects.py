@@ -15,7 +15,7 @@ def _normalised_field(rng: np.random.Generator, size: int, sigmas: tuple[float, 
     return field / (np.abs(field).max() + 1e-12)
 
 
-def _sharp_features(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
+def _sharp_features(rng: np.random.Generator, size: int, count: int, scale: float) -> np.ndarray:
     """Discs and bars with hard edges: fine detail that tells a sharp reconstruction from a blurred one."""
     yy, xx = np.mgrid[0:size, 0:size]
     canvas = np.zeros((size, size))
@@ -23,26 +23,32 @@ def _sharp_features(rng: np.random.Generator, size: int, count: int) -> np.ndarr
         cy, cx = rng.uniform(0, size, 2)
         height = rng.uniform(-1.0, 1.0)
         if rng.random() < 0.5:
-            radius = rng.uniform(2.0, size / 12)
+            radius = rng.uniform(2.0, scale / 12)
             canvas += height * ((yy - cy) ** 2 + (xx - cx) ** 2 < radius**2)
         else:
-            half_w, half_h = rng.uniform(1.0, 3.0), rng.uniform(4.0, size / 8)
+            half_w, half_h = rng.uniform(1.0, 3.0), rng.uniform(4.0, scale / 8)
             canvas += height * ((np.abs(xx - cx) < half_w) & (np.abs(yy - cy) < half_h))
     return np.clip(canvas, -1.0, 1.0)
 
 
-def make_object(size: int, seed: int) -> np.ndarray:
+SCENE_SCALE_PATCHES = 13  # the longest length scales of the object, in patch widths
+
+
+def make_object(size: int, seed: int, patch_size: int = 32) -> np.ndarray:
     """An M x M complex transmission: amplitude in [0.3, 1], phase within about +-1.2 rad.
 
     Amplitude and phase get independent structure so that a method which only recovers one of them
-    scores differently on the two.
+    scores differently on the two. Length scales and the density of features are set by the patch
+    size, not by M: a larger object is more of the same scene (more positions to learn from), not
+    a magnified one.
     """
     rng = np.random.default_rng(seed)
-    n_features = max(8, size // 6)
-    amp_field = 0.6 * _normalised_field(rng, size, (2.5, 6.0, size / 10)) \
-        + 0.4 * _sharp_features(rng, size, n_features)
-    phase_field = 0.6 * _normalised_field(rng, size, (3.0, 8.0, size / 8)) \
-        + 0.4 * _sharp_features(rng, size, n_features)
+    scale = SCENE_SCALE_PATCHES * patch_size
+    n_features = max(8, round(size**2 / (6 * scale)))
+    amp_field = 0.6 * _normalised_field(rng, size, (2.5, 6.0, scale / 10)) \
+        + 0.4 * _sharp_features(rng, size, n_features, scale)
+    phase_field = 0.6 * _normalised_field(rng, size, (3.0, 8.0, scale / 8)) \
+        + 0.4 * _sharp_features(rng, size, n_features, scale)
     amplitude = np.clip(0.65 + 0.35 * amp_field, 0.3, 1.0)
     phase = 1.2 * phase_field
     return (amplitude * np.exp(1j * phase)).astype(np.complex64)

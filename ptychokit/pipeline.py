@@ -21,13 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ptychokit.checkpoint import save_model
-from ptychokit.networks import Architecture
 from ptychokit.npz_io import read_ptycho_npz, read_view_metadata, write_ptycho_npz
-from ptychokit.presets import GRIDSIZE_CHANNELS, SPLITS, VIEWS, Preset
+from ptychokit.presets import SPLITS, VIEWS, Preset
 from ptychokit.ptychi_recon import PtychiSettings
 from ptychokit.simulation import make_scene, measure
-from ptychokit.training import TrainedModel, TrainingSettings, train_baseline, train_pinn
 from ptychokit.views import select_view
 
 log = logging.getLogger(__name__)
@@ -65,45 +62,56 @@ def phase_d(root: Path, preset: Preset) -> None:
                          meta["spacing_threshold"])
 
 
-def _training(preset: Preset, steps: int, seed: int) -> TrainingSettings:
-    return TrainingSettings(steps=steps, batch_size=preset.batch_size,
-                            learning_rate=preset.learning_rate,
-                            max_patterns=preset.max_train_patterns, seed=seed)
+TRAIN_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_model.py"
+
+
+def training_jobs(root: Path, preset: Preset, seed: int, device: str) -> list[tuple[str, list[str]]]:
+    """(label, argv) of every Phase E training, the PINNs first (they take longest): the baseline
+    of each dose on Phase C's train split, one PINN per dose and view on that view."""
+    jobs = []
+    for dose in preset.doses:
+        for view in VIEWS:
+            folder = root / "phase_d" / f"dose_{dose}" / view
+            jobs.append((f"dose {dose} {view} gs2", [
+                "--train_data_file", str(folder / f"{view}_train.npz"),
+                "--test_data_file", str(folder / f"{view}_test.npz"),
+                "--output_dir", str(root / "phase_e" / f"dose_{dose}" / view / "gs2"), "--gridsize", "2"]))
+    for dose in preset.doses:
+        folder = root / "phase_c" / f"dose_{dose}"
+        jobs.append((f"dose {dose} baseline gs1", [
+            "--train_data_file", str(folder / "patched_train.npz"),
+            "--test_data_file", str(folder / "patched_test.npz"),
+            "--output_dir", str(root / "phase_e" / f"dose_{dose}" / "baseline" / "gs1"), "--gridsize", "1"]))
+    common = ["--preset", preset.name, "--seed", str(seed), "--device", device, "--quiet"]
+    return [(label, [sys.executable, str(TRAIN_SCRIPT), *argv, *common]) for label, argv in jobs]
 
 
 def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
-    """Train the baseline of every dose and the PINN of every dose and view: phase_e checkpoints."""
-    n = preset.patch_size
-    for dose in preset.doses:
-        train_path = root / "phase_c" / f"dose_{dose}" / "patched_train.npz"
-        data = read_ptycho_npz(train_path)
-        arch = Architecture(n, 1, preset.net_width, preset.net_latent)
-        trained = train_baseline(data, arch, _training(preset, preset.baseline_steps, seed), device)
-        _save(root / "phase_e" / f"dose_{dose}" / "baseline" / "gs1", trained, "baseline", None,
-              {"dose": dose, "view": None, "train_data": str(train_path.relative_to(root)),
-               "n_train": int(data.diffraction.shape[0]), "seed": seed, "preset": preset.name,
-               "loss": "illumination-weighted squared error to ground-truth patches"})
-        log.info("[E] dose %d baseline gs1: loss %.4g -> %.4g in %.1f s", dose,
-                 trained.log[0]["loss"], trained.log[-1]["loss"], trained.log[-1]["seconds"])
-        for view in VIEWS:
-            view_path = root / "phase_d" / f"dose_{dose}" / view / f"{view}_train.npz"
-            data = read_ptycho_npz(view_path)
-            arch = Architecture(n, GRIDSIZE_CHANNELS, preset.net_width, preset.net_latent)
-            trained = train_pinn(data, arch, _training(preset, preset.pinn_steps, seed), device)
-            _save(root / "phase_e" / f"dose_{dose}" / view / "gs2", trained, "pinn", data.probe,
-                  {"dose": dose, "view": view, "train_data": str(view_path.relative_to(root)),
-                   "n_train": int(data.diffraction.shape[0]), "seed": seed, "preset": preset.name,
-                   "loss": "Poisson negative log-likelihood of the measured counts"})
-            log.info("[E] dose %d %s gs2: loss %.4g -> %.4g in %.1f s", dose, view,
-                     trained.log[0]["loss"], trained.log[-1]["loss"], trained.log[-1]["seconds"])
+    """Train every model, each by scripts/train_model.py in its own process: on the CPU one
+    thread each, as many at once as there are cores."""
+    jobs = training_jobs(root, preset, seed, device)
+    workers, threads = _parallel_runs(device, len(jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    log.info("[E] %d trainings, %d at a time with %d thread(s) each", len(jobs), workers, threads)
 
+    def run(job: tuple[str, list[str]]) -> str | None:
+        label, argv = job
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            log.info("[E] %s: FAILED (exit %d): %s", label, done.returncode, last)
+            return f"{label} ({last})"
+        folder = Path(argv[argv.index("--output_dir") + 1])
+        prov = json.loads((folder / "model.json").read_text(encoding="utf-8"))["provenance"]
+        curve = "final_nll_excess" if prov.get("final_nll_excess") is not None else "final_loss"
+        log.info("[E] %s: %d positions, %s %.4g after %d steps, %.1f s", label, prov["n_train"],
+                 curve[len("final_"):], prov[curve], prov["steps"], prov["train_seconds"])
+        return None
 
-def _save(folder: Path, trained: TrainedModel, kind: str, probe: np.ndarray | None,
-          provenance: dict[str, Any]) -> None:
-    provenance = {**provenance, "steps": trained.log[-1]["step"], "final_loss": trained.log[-1]["loss"],
-                  "train_seconds": trained.log[-1]["seconds"]}
-    save_model(folder, trained.model.cpu(), kind, trained.preprocessing, probe, provenance,
-               trained.log)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        failed = [problem for problem in pool.map(run, jobs) if problem]
+    if failed:
+        raise PhaseFailed(f"Phase E: {len(failed)} of {len(jobs)} trainings failed: " + "; ".join(failed))
 
 
 RECONSTRUCT_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reconstruct_ptychi.py"

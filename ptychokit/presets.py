@@ -26,8 +26,14 @@ class Preset:
     net_latent: int  # width of the fully connected bottleneck
     baseline_steps: int  # optimizer steps of each model
     pinn_steps: int
-    batch_size: int
-    learning_rate: float
+    batch_size: int  # the baseline's patterns per step
+    learning_rate: float  # the baseline's peak learning rate
+    pinn_batch_size: int  # the PINN's groups per step: at low dose its gradient is mostly noise
+    pinn_learning_rate: float
+    pinn_groups: int  # gridsize-2 groups drawn per view for training (oversampling the positions)
+    pinn_dropout: float  # on the PINN's code; its oversampled groups regularise it already
+    warmup_steps: int  # linear learning-rate ramp at the start of every training
+    patience: int  # training-log rows without progress before a training stops early (0: never)
     ptychi_algorithm: str  # Phase F's Pty-Chi method (ptychokit.ptychi_recon.ALGORITHMS)
     ptychi_epochs: int
     ptychi_batch: int
@@ -44,21 +50,30 @@ PRESETS: dict[str, Preset] = {
         name="tiny", patch_size=32, object_size=112, scan_step=5.0, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=8, net_latent=64, baseline_steps=30,
         pinn_steps=30, batch_size=16, learning_rate=1e-3, max_train_patterns=256,
+        pinn_batch_size=16, pinn_learning_rate=1e-3, pinn_groups=256, pinn_dropout=0.0, warmup_steps=5,
+        patience=0,
         ptychi_algorithm="LSQML", ptychi_epochs=20, ptychi_batch=16, ptychi_noise_model="poisson",
     ),
-    # The README's main job: under two minutes on two CPU cores. The object is large because the
-    # networks generalise from scanned area, not from more patterns of the same area.
+    # The README's main job, sized for two CPU cores. The object is large so that each view holds
+    # thousands of positions (a network generalises from scanned area, not from more patterns of
+    # the same area); the PINN takes large batches because at low dose its gradient is mostly
+    # photon noise.
     "demo": Preset(
-        name="demo", patch_size=32, object_size=416, scan_step=4.0, scan_jitter=1.0,
-        doses=(1000, 10000, 100000), net_width=16, net_latent=128, baseline_steps=600,
-        pinn_steps=400, batch_size=16, learning_rate=1e-3, max_train_patterns=6000,
-        ptychi_algorithm="LSQML", ptychi_epochs=50, ptychi_batch=96, ptychi_noise_model="poisson",
+        name="demo", patch_size=32, object_size=640, scan_step=5.0, scan_jitter=1.0,
+        doses=(1000, 10000, 100000), net_width=8, net_latent=256, baseline_steps=1000,
+        pinn_steps=600, batch_size=32, learning_rate=1e-3, max_train_patterns=6000,
+        pinn_batch_size=64, pinn_learning_rate=3e-3, pinn_groups=16000, pinn_dropout=0.0, warmup_steps=50,
+        patience=0,
+        ptychi_algorithm="LSQML", ptychi_epochs=30, ptychi_batch=96, ptychi_noise_model="poisson",
     ),
-    # The real study's scale (STUDY.md §2): N = 128, object 464 x 464, ~10,000 positions. For a GPU.
+    # The real study's probe (N = 128) on an object large enough for views a network can learn from
+    # (STUDY.md §2's 464 x 464 object leaves a few dozen positions per view). For a GPU.
     "full": Preset(
-        name="full", patch_size=128, object_size=464, scan_step=3.3, scan_jitter=1.0,
+        name="full", patch_size=128, object_size=1920, scan_step=20.0, scan_jitter=1.0,
         doses=(1000, 10000, 100000), net_width=32, net_latent=512, baseline_steps=6000,
-        pinn_steps=4000, batch_size=32, learning_rate=1e-3, max_train_patterns=6000,
+        pinn_steps=6000, batch_size=32, learning_rate=1e-3, max_train_patterns=6000,
+        pinn_batch_size=64, pinn_learning_rate=2e-3, pinn_groups=20000, pinn_dropout=0.0, warmup_steps=200,
+        patience=20,
         # Phase F as the study ran it: LSQML, 100 epochs, PtychoPINN's batch and noise model.
         ptychi_algorithm="LSQML", ptychi_epochs=100, ptychi_batch=96, ptychi_noise_model="gaussian",
     ),

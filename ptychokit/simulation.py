@@ -26,7 +26,7 @@ class Scene:
 
 
 def make_scene(preset: Preset, seed: int) -> Scene:
-    obj = make_object(preset.object_size, seed)
+    obj = make_object(preset.object_size, seed, preset.patch_size)
     probe = make_probe(preset.patch_size)
     # The scan gets its own stream so that changing the object generator leaves positions alone.
     rng = np.random.default_rng([seed, 1])

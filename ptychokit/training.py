@@ -7,6 +7,7 @@ probe and the FFT, and the loss is the Poisson likelihood of the measured counts
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ptychokit.forward import expected_counts, poisson_nll
-from ptychokit.grouping import group_offsets, neighbour_groups
+from ptychokit.grouping import group_offsets, neighbour_groups, partner_min_distance, training_groups
 from ptychokit.networks import Architecture, PatchNet
 from ptychokit.npz_io import PtychoData
 from ptychokit.overlap import merge_group_patches
@@ -29,16 +30,21 @@ LossFn = Callable[[PatchNet, tuple[torch.Tensor, ...]], torch.Tensor]
 class TrainingSettings:
     steps: int  # optimizer steps in all; passes over the data follow from the data size
     batch_size: int
-    learning_rate: float
+    learning_rate: float  # the peak, reached after the warm-up and annealed to 0 by a cosine
     max_patterns: int
     seed: int
+    n_groups: int = 0  # PINN: gridsize-2 groups drawn for training (0: one per position)
+    warmup_steps: int = 0  # linear ramp of the learning rate: Adam's first steps are its largest
+    log_every: int = 50  # steps per row of the training log
+    patience: int = 0  # log rows without a 0.2 % better loss before stopping early (0: never)
 
 
 @dataclass
 class TrainedModel:
     model: PatchNet
     preprocessing: dict[str, Any]  # what inference must do to the diffraction before the network
-    log: list[dict[str, float]]  # one row per epoch
+    log: list[dict[str, float]]  # one row per `log_every` steps
+    stopped_early: bool = False
 
 
 def input_scale_for(amplitudes: np.ndarray) -> float:
@@ -64,15 +70,23 @@ def pinn_loss(model: PatchNet, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return poisson_nll(expected_counts(probe, patches), counts)
 
 
+def nll_excess(loss: torch.Tensor, counts: torch.Tensor) -> float:
+    """The Poisson NLL above that of the measured counts themselves (the best any model of these
+    counts could do), per pixel. It needs no ground truth, and unlike the raw NLL, which follows
+    each batch's photon total, it only moves when the fit does."""
+    return float(loss) - float(poisson_nll(counts, counts))
+
+
 def training_step(model: PatchNet, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                  batch: tuple[torch.Tensor, ...]) -> float:
+                  batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """One optimizer step; the batch's loss before it, detached."""
     optimizer.zero_grad(set_to_none=True)
     loss = loss_fn(model, batch)
     loss.backward()
     # The Poisson loss scales with the dose; clipping keeps one bad batch from wrecking the weights.
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
     optimizer.step()
-    return float(loss.detach())
+    return loss.detach()
 
 
 def _subsample(n: int, limit: int) -> np.ndarray:
@@ -81,33 +95,66 @@ def _subsample(n: int, limit: int) -> np.ndarray:
     return np.sort(np.random.default_rng(SUBSAMPLING_SEED).choice(n, size=limit, replace=False))
 
 
-def _fit(model: PatchNet, per_sample: list[torch.Tensor], shared: list[torch.Tensor],
-         loss_fn: LossFn, settings: TrainingSettings) -> list[dict[str, float]]:
-    """Adam over shuffled mini-batches for a fixed number of steps, cosine-annealed.
+def learning_rate_factor(step: int, settings: TrainingSettings) -> float:
+    """Linear warm-up, then a cosine from the peak to 0 at the last planned step."""
+    warm = min(1.0, (step + 1) / settings.warmup_steps) if settings.warmup_steps else 1.0
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(step, settings.steps) / max(settings.steps, 1)))
+
+
+BatchFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+PLATEAU_GAIN = 0.002  # a log row must beat the best so far by this share to count as progress
+
+
+def _fit(model: PatchNet, n: int, make_batch: BatchFn, loss_fn: LossFn, settings: TrainingSettings,
+         excess: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], float] | None = None,
+         ) -> tuple[list[dict[str, float]], bool]:
+    """Adam over shuffled mini-batches of the n items for a fixed number of steps, warmed up and
+    cosine-annealed; the log and whether it stopped early on a plateau.
 
     A step budget rather than an epoch count: the views differ tenfold in size, and a fixed
-    number of passes would starve the sparse model of updates. `shared` tensors (probe, weights)
-    go whole into every batch. One log row per pass over the data.
+    number of passes would starve the sparse model of updates. `make_batch` turns item indices
+    into the loss's tensors; `excess`, given the loss and the batch, gives the NLL excess logged
+    beside the loss.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(settings.steps, 1))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, settings))
     generator = torch.Generator().manual_seed(settings.seed)
-    n, log, start, step = per_sample[0].shape[0], [], time.perf_counter(), 0
+    log: list[dict[str, float]] = []
+    losses: list[float] = []
+    excesses: list[float] = []
+    start, step, best, stale = time.perf_counter(), 0, math.inf, 0
     model.train()
     while step < settings.steps:
-        losses = []
-        for batch in torch.randperm(n, generator=generator).split(settings.batch_size):
-            batch = batch.to(per_sample[0].device)
-            tensors = tuple(t[batch] for t in per_sample) + tuple(shared)
-            losses.append(training_step(model, optimizer, loss_fn, tensors))
+        for indices in torch.randperm(n, generator=generator).split(settings.batch_size):
+            batch = make_batch(indices)
+            rate = optimizer.param_groups[0]["lr"]
+            loss = training_step(model, optimizer, loss_fn, batch)
             schedule.step()
             step += 1
+            losses.append(float(loss))
+            if excess is not None:
+                excesses.append(excess(loss, batch))
+            if step % settings.log_every and step < settings.steps:
+                continue
+            row = {"step": step, "epoch": round(step * settings.batch_size / n, 3),
+                   "loss": float(np.mean(losses)), "learning_rate": rate,
+                   "seconds": round(time.perf_counter() - start, 3)}
+            if excesses:
+                row["nll_excess"] = float(np.mean(excesses))
+            log.append(row)
+            losses, excesses = [], []
+            tracked = row.get("nll_excess", row["loss"])
+            if not math.isfinite(best) or tracked < best - PLATEAU_GAIN * abs(best):
+                best, stale = tracked, 0
+            else:
+                stale += 1
+            if settings.patience and stale >= settings.patience:
+                model.eval()
+                return log, True
             if step >= settings.steps:
                 break
-        log.append({"epoch": len(log) + 1, "step": step, "loss": float(np.mean(losses)),
-                    "seconds": time.perf_counter() - start})
     model.eval()
-    return log
+    return log, False
 
 
 def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSettings,
@@ -123,13 +170,15 @@ def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSetti
     weight = illumination_weight(torch.from_numpy(data.probe).to(device))
     model = PatchNet(arch).to(device)
     model.input_mean.copy_(inputs.mean(dim=(0, 1)))
-    log = _fit(model, [inputs, targets], [weight], baseline_loss, settings)
-    return TrainedModel(model, {"input_scale": scale, "gridsize": 1}, log)
+    log, early = _fit(model, inputs.shape[0], lambda i: (inputs[i.to(device)], targets[i.to(device)], weight),
+                      baseline_loss, settings)
+    return TrainedModel(model, {"input_scale": scale, "gridsize": 1}, log, early)
 
 
 def pinn_batches(data: PtychoData, scale: float, device: str,
                  indices: np.ndarray | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per-group tensors (scaled inputs, counts, offsets) and the probe, for the PINN loss."""
+    """Per-group tensors (scaled inputs, counts, offsets) and the probe, for the PINN loss, with
+    the inference rule's groups (one anchored at each position)."""
     groups = neighbour_groups(data.xcoords, data.ycoords, GRIDSIZE_CHANNELS, NEIGHBOURS_K,
                               GROUPING_SEED)
     if indices is not None:
@@ -141,16 +190,34 @@ def pinn_batches(data: PtychoData, scale: float, device: str,
 
 
 def train_pinn(data: PtychoData, arch: Architecture, settings: TrainingSettings,
-               device: str) -> TrainedModel:
-    """Gridsize 2, unsupervised: Poisson likelihood of the counts through the forward model."""
+               device: str, neighbours: int = NEIGHBOURS_K) -> TrainedModel:
+    """Gridsize 2, unsupervised: Poisson likelihood of the counts through the forward model, over
+    `n_groups` groups drawn PtychoPINN's way (C of a position's K nearest, oversampled)."""
     torch.manual_seed(settings.seed)
     keep = _subsample(data.diffraction.shape[0], settings.max_patterns)
+    xs, ys = data.xcoords[keep], data.ycoords[keep]
+    groups = training_groups(xs, ys, settings.n_groups or keep.size, GRIDSIZE_CHANNELS, neighbours,
+                             GROUPING_SEED)
     scale = input_scale_for(data.diffraction[keep])
-    per_group, probe = pinn_batches(data, scale, device, keep)
+    # The patterns once; each batch gathers its groups' members (oversampled groups would
+    # otherwise copy every pattern several times).
+    patterns = torch.from_numpy(data.diffraction[keep]).to(device)
+    members = torch.from_numpy(groups).to(device)
+    offsets = torch.from_numpy(group_offsets(xs, ys, groups)).to(device)
+    probe = torch.from_numpy(data.probe).to(device)
+
+    def make_batch(indices: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        indices = indices.to(device)
+        amplitudes = patterns[members[indices]]
+        return amplitudes * scale, amplitudes**2, offsets[indices], probe
+
     model = PatchNet(arch).to(device)
-    model.input_mean.copy_(per_group[0].mean(dim=(0, 1)))
-    log = _fit(model, per_group, [probe], pinn_loss, settings)
+    model.input_mean.copy_(patterns.mean(dim=0) * scale)
+    log, early = _fit(model, groups.shape[0], make_batch, pinn_loss, settings,
+                      excess=lambda loss, batch: nll_excess(loss, batch[1]))
     preprocessing = {"input_scale": scale, "gridsize": 2, "channels": GRIDSIZE_CHANNELS,
-                     "neighbours": NEIGHBOURS_K, "grouping_seed": GROUPING_SEED,
+                     "neighbours": neighbours, "grouping_seed": GROUPING_SEED,
+                     "training_groups": int(groups.shape[0]), "training_positions": int(keep.size),
+                     "partner_min_distance": partner_min_distance(xs, ys, groups),
                      "probe": "probeGuess of the data, used by the overlap merge"}
-    return TrainedModel(model, preprocessing, log)
+    return TrainedModel(model, preprocessing, log, early)
