@@ -97,6 +97,9 @@ def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Pr
         raise TrainingInputError(f"{train_file} has {data.patch_size} px patterns, preset {preset.name} "
                                  f"expects {preset.patch_size}")
     test = _read(test_file, "test data") if test_file else None
+    if test is not None and gridsize == 1 and test.patches is None:
+        raise TrainingInputError(f"test data {test_file} has no ground-truth patches (Y): the baseline's "
+                                 "held-out error needs them")
     n = int(data.diffraction.shape[0])
     settings = settings_for(preset, gridsize, seed, n, n_groups, steps, epochs)
     arch = Architecture(preset.patch_size, 1, preset.net_width, preset.net_latent) if gridsize == 1 else \

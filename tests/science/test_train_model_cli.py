@@ -30,6 +30,7 @@ def npzs(tiny_train, tmp_path_factory) -> tuple[Path, Path]:
     data = replace(tiny_train, metadata={"dose": 100000, "overlap_view": "dense"})
     write_ptycho_npz(folder / "train.npz", data.subset(np.arange(60)))
     write_ptycho_npz(folder / "test.npz", data.subset(np.arange(60, 90)))
+    write_ptycho_npz(folder / "no_truth.npz", replace(data.subset(np.arange(60, 90)), patches=None))
     return folder / "train.npz", folder / "test.npz"
 
 
@@ -58,11 +59,12 @@ def test_a_training_writes_a_checkpoint_with_its_curve_and_held_out_score(npzs, 
     (["--gridsize", "2", "--steps", "0"], 2, "argument --steps: '0' must be positive"),
     (["--gridsize", "2", "--nphotons", "1000"], 1, "--nphotons 1000 but"),
     (["--gridsize", "2", "--train_data_file", "/nonexistent/train.npz"], 1, "training data /nonexistent/train.npz does not exist"),
-], ids=["gridsize", "preset", "steps", "dose", "missing"])
+    (["--gridsize", "1", "--test_data_file", "NO_TRUTH"], 1, "has no ground-truth patches (Y)"),
+], ids=["gridsize", "preset", "steps", "dose", "missing", "test-without-Y"])
 def test_bad_input_is_one_line_and_the_right_exit_code(npzs, tmp_path, args, code, message):
     train, _ = npzs
     base = ["--train_data_file", str(train), "--output_dir", str(tmp_path / "m"), "--preset", "tiny", "--steps", "2"]
-    done = run(*base, *args)
+    done = run(*base, *[str(train.parent / "no_truth.npz") if a == "NO_TRUTH" else a for a in args])
     assert done.returncode == code
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train_model: error: ") and message in lines[0], done.stderr
