@@ -195,16 +195,23 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
-def run_study(root: Path, preset: Preset, seed: int, device: str) -> dict[str, float]:
-    """All four phases into `root`; returns the seconds each phase took (also in study.json)."""
+PHASES = ("C", "D", "E", "F")
+
+
+def run_study(root: Path, preset: Preset, seed: int, device: str,
+              phases: tuple[str, ...] = PHASES) -> dict[str, float]:
+    """The chosen phases into `root`, in order; returns the seconds each took. study.json keeps
+    the seconds of phases an earlier call ran."""
+    steps = {"C": lambda: phase_c(root, preset, seed), "D": lambda: phase_d(root, preset),
+             "E": lambda: phase_e(root, preset, seed, device), "F": lambda: phase_f(root, preset, seed, device)}
+    record = root / "study.json"
+    earlier = json.loads(record.read_text(encoding="utf-8")).get("phase_seconds", {}) if record.is_file() else {}
     timings: dict[str, float] = {}
-    for name, phase in (("C", lambda: phase_c(root, preset, seed)), ("D", lambda: phase_d(root, preset)),
-                        ("E", lambda: phase_e(root, preset, seed, device)),
-                        ("F", lambda: phase_f(root, preset, seed, device))):
+    for name in (p for p in PHASES if p in phases):
         start = time.perf_counter()
-        phase()
+        steps[name]()
         timings[name] = round(time.perf_counter() - start, 2)
         log.info("phase %s done in %.1f s", name, timings[name])
-    _write_json(root / "study.json", {"preset": asdict(preset), "seed": seed, "device": device,
-                                      "torch": torch.__version__, "phase_seconds": timings})
+        _write_json(record, {"preset": asdict(preset), "seed": seed, "device": device,
+                             "torch": torch.__version__, "phase_seconds": {**earlier, **timings}})
     return timings

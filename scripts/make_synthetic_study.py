@@ -1,7 +1,11 @@
 """Generate the synthetic ptychography study (Phases C-F) into one output folder.
 
     python scripts/make_synthetic_study.py --out DIR [--preset tiny|demo|full] [--doses 1000 ...]
-        [--seed 42] [--device auto|cpu|cuda] [--overwrite]
+        [--seed 42] [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
+
+`--phases C,D` makes only the data (the runner can then train and reconstruct); a later call with
+`--phases E,F` (or E, or F) adds the models or reconstructions to that study, with its preset, seed
+and doses.
 
 Also runnable as `python -m scripts.make_synthetic_study`. Bad arguments print one line,
 `make_synthetic_study: error: ...`, and exit 2; a Phase F reconstruction that fails is named in
@@ -11,6 +15,7 @@ one such line after the other phases' files are written, exit 1.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -21,7 +26,8 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PROG = "make_synthetic_study"
-PHASE_FOLDERS = ("phase_c", "phase_d", "phase_e", "phase_f")
+PHASE_FOLDERS = {"C": "phase_c", "D": "phase_d", "E": "phase_e", "F": "phase_f"}
+NEEDS = {"D": "C", "E": "D", "F": "D"}  # the phase whose files a phase reads
 
 
 class UsageError(Exception):
@@ -52,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--doses", nargs="+", type=_dose, help="photons per pattern (default: the preset's)")
     parser.add_argument("--seed", type=int, default=42, help="simulation and training seed (default 42)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--phases", type=_phases, default=tuple(PHASE_FOLDERS),
+                        help="the phases to run, e.g. C,D (default: all of C,D,E,F)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing study in --out")
     args = parser.parse_args(argv)
     if args.preset not in PRESETS:
@@ -61,18 +69,55 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     out: Path = args.out.resolve()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise UsageError(f"--out {out} already exists and is not empty; pass --overwrite to replace it")
     args.out = out
+    if "C" in args.phases:
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            raise UsageError(f"--out {out} already exists and is not empty; pass --overwrite to replace it")
+        return args
+    _continue_study(args)
     return args
 
 
-def _prepare(out: Path) -> None:
-    """Remove what an earlier study left (only its own folders), so no stale file survives."""
+def _phases(text: str) -> tuple[str, ...]:
+    chosen = [p.strip().upper() for p in text.replace(",", " ").split()]
+    unknown = [p for p in chosen if p not in PHASE_FOLDERS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose among {', '.join(PHASE_FOLDERS)}, e.g. C,D")
+    return tuple(p for p in PHASE_FOLDERS if p in chosen)
+
+
+def _continue_study(args: argparse.Namespace) -> None:
+    """Later phases of an existing study: its preset and seed, the files they read, and no
+    finished phase replaced without --overwrite."""
+    record = args.out / "study.json"
+    if not record.is_file():
+        raise UsageError(f"--phases {','.join(args.phases)} adds to a study, but {args.out} holds none "
+                         "(no study.json); run its Phase C first (--phases C,D)")
+    made = json.loads(record.read_text(encoding="utf-8"))
+    if made["preset"]["name"] != args.preset or made["seed"] != args.seed:
+        raise UsageError(f"the study in {args.out} was made with preset {made['preset']['name']} and seed "
+                         f"{made['seed']}; give the same --preset and --seed")
+    if args.doses and tuple(sorted(args.doses)) != tuple(made["preset"]["doses"]):
+        raise UsageError(f"the study in {args.out} has doses {made['preset']['doses']}; leave out --doses")
+    args.doses = list(made["preset"]["doses"])
+    for phase in args.phases:
+        needed = NEEDS[phase]
+        if needed not in args.phases and not (args.out / PHASE_FOLDERS[needed]).is_dir():
+            raise UsageError(f"phase {phase} reads {args.out / PHASE_FOLDERS[needed]}, which does not exist: "
+                             f"run phase {needed} first")
+        folder = args.out / PHASE_FOLDERS[phase]
+        if folder.is_dir() and any(folder.iterdir()) and not args.overwrite:
+            raise UsageError(f"{folder} already exists; pass --overwrite to replace it")
+
+
+def _prepare(out: Path, phases: tuple[str, ...]) -> None:
+    """Remove what an earlier study left in the folders these phases write (only those), so no
+    stale file survives; a run from Phase C starts a new study.json."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in PHASE_FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
-    (out / "study.json").unlink(missing_ok=True)
+    if "C" in phases:
+        (out / "study.json").unlink(missing_ok=True)
+    for phase in (PHASE_FOLDERS if "C" in phases else phases):
+        shutil.rmtree(out / PHASE_FOLDERS[phase], ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         preset = preset.with_doses(tuple(sorted(args.doses)))
     threads = configure_threads()
     print(f"{PROG}: preset {preset.name}, doses {', '.join(map(str, preset.doses))}, seed {args.seed}, "
-          f"device {device} ({threads} CPU threads) -> {args.out}", flush=True)
+          f"phases {','.join(args.phases)}, device {device} ({threads} CPU threads) -> {args.out}", flush=True)
     start = time.perf_counter()
-    _prepare(args.out)
+    _prepare(args.out, args.phases)
     try:
-        run_study(args.out, preset, args.seed, device)
+        run_study(args.out, preset, args.seed, device, args.phases)
     except PhaseFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -44,3 +46,34 @@ def test_overwrite_regenerates_into_an_existing_study(tmp_path, generator):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "phase_c").iterdir()) == ["dose_2000"]
     assert "[F] dose 2000" in result.stdout  # progress lines while it works
+
+
+@pytest.mark.parametrize("phases", ["X", "C,G", ""])
+def test_an_unknown_phase_is_refused(tmp_path, generator, phases):
+    _assert_usage_error(generator("--out", str(tmp_path / "s"), "--preset", "tiny", "--phases", phases), "choose among C, D, E, F")
+
+
+def test_later_phases_need_the_study_they_add_to(tmp_path, generator):
+    (tmp_path / "s").mkdir()
+    _assert_usage_error(generator("--out", str(tmp_path / "s"), "--preset", "tiny", "--phases", "E"), "run its Phase C first")
+
+
+def test_the_data_first_then_the_models_then_the_reconstructions(tmp_path, generator):
+    """--phases C,D makes the data only; E and F add to that study, with its doses, leaving the
+    data untouched, and a finished phase is not replaced without --overwrite."""
+    out = tmp_path / "s"
+    first = generator("--out", str(out), "--preset", "tiny", "--doses", "1000", "--phases", "C,D")
+    assert first.returncode == 0, first.stderr
+    assert {p.name for p in out.iterdir()} == {"phase_c", "phase_d", "study.json"}
+    data = out / "phase_c/dose_1000/patched_train.npz"
+    before = (data.stat().st_ino, data.stat().st_mtime_ns)
+    _assert_usage_error(generator("--out", str(out), "--preset", "demo", "--phases", "E"), "give the same --preset")
+    second = generator("--out", str(out), "--preset", "tiny", "--phases", "E")
+    assert second.returncode == 0, second.stderr
+    assert (out / "phase_e/dose_1000/dense/gs2/model.json").is_file() and not (out / "phase_f").exists()
+    _assert_usage_error(generator("--out", str(out), "--preset", "tiny", "--phases", "E"), "--overwrite")
+    third = generator("--out", str(out), "--preset", "tiny", "--phases", "F")
+    assert third.returncode == 0, third.stderr
+    assert (out / "phase_f/reconstruction_manifest.json").is_file()
+    assert (data.stat().st_ino, data.stat().st_mtime_ns) == before
+    assert set(json.loads((out / "study.json").read_text())["phase_seconds"]) == {"C", "D", "E", "F"}
