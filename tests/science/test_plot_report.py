@@ -52,3 +52,24 @@ def test_one_frc_plot_per_arm_of_the_montage_condition(tmp_path):
     assert result.returncode == 0, result.stderr
     frc_plots = [out / f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")]
     assert all(str(p) in result.stdout.splitlines() and p.stat().st_size > 0 for p in frc_plots)
+
+
+def test_the_training_curves_of_every_model_of_a_study(tiny_study, tmp_path):
+    """scripts/plot_training.py reads every checkpoint's training_log.csv (the PINNs' NLL excess, the
+    baselines' loss) into one picture; a folder without models is one line and exit 1."""
+    from PIL import Image
+
+    out = tmp_path / "curves.png"
+    done = subprocess.run([sys.executable, str(REPO / "scripts/plot_training.py"), "--study", str(tiny_study),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out) and Image.open(out).size[0] > 500
+    from scripts.plot_training import read_curves
+    curves = read_curves(tiny_study)
+    assert sorted((c["kind"], c["view"]) for c in curves if c["dose"] == 1000) == [
+        ("baseline", "baseline"), ("pinn", "dense"), ("pinn", "sparse")]
+    assert len(curves) == 9 and all("nll_excess" in c["rows"][-1] for c in curves if c["kind"] == "pinn")
+    empty = subprocess.run([sys.executable, str(REPO / "scripts/plot_training.py"), "--study", str(tmp_path),
+                            "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 1 and empty.stderr.startswith("plot_training: error: no phase_e")
+    assert len(empty.stderr.strip().splitlines()) == 1
