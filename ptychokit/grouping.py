@@ -43,14 +43,20 @@ def neighbour_groups(xcoords: np.ndarray, ycoords: np.ndarray, channels: int, ne
         raise ValueError("no positions to group")
     k = min(max(neighbours, channels), n)
     candidates_of = _nearest(np.column_stack([xcoords, ycoords]), k, min_distance)
-    rng = np.random.default_rng(seed)
-    groups = np.empty((n, channels), dtype=np.int64)
-    for anchor in range(n):
+    return _draw_groups(np.arange(n), candidates_of, channels, np.random.default_rng(seed))
+
+
+def _draw_groups(anchors: np.ndarray, candidates_of: list[np.ndarray], channels: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """One group per anchor: the anchor (column 0) and C - 1 partners drawn from its candidates,
+    repeated where there are fewer than C - 1 (the anchor itself where there are none)."""
+    groups = np.empty((anchors.size, channels), dtype=np.int64)
+    for row, anchor in enumerate(anchors):
         candidates = candidates_of[anchor]
         if candidates.size == 0:
             candidates = np.array([anchor])
         partners = rng.choice(candidates, size=channels - 1, replace=candidates.size < channels - 1)
-        groups[anchor] = np.concatenate([[anchor], partners])
+        groups[row] = np.concatenate([[anchor], partners])
     return groups
 
 
@@ -83,16 +89,9 @@ def training_groups(xcoords: np.ndarray, ycoords: np.ndarray, n_groups: int, cha
         raise ValueError("no positions to group")
     k = min(max(neighbours, channels), n)
     points = np.column_stack([xcoords, ycoords])
-    _, nearest = cKDTree(points).query(points, k=k)
-    nearest = nearest.reshape(n, k)
+    nearest = cKDTree(points).query(points, k=k)[1].reshape(n, k)
+    candidates_of = [row[row != anchor] for anchor, row in enumerate(nearest)]
     rng = np.random.default_rng(seed)
     rounds = -(-n_groups // n)
     anchors = np.concatenate([rng.permutation(n) for _ in range(rounds)])[:n_groups]
-    groups = np.empty((n_groups, channels), dtype=np.int64)
-    for row, anchor in enumerate(anchors):
-        candidates = nearest[anchor][nearest[anchor] != anchor]
-        if candidates.size == 0:
-            candidates = np.array([anchor])
-        partners = rng.choice(candidates, size=channels - 1, replace=candidates.size < channels - 1)
-        groups[row] = np.concatenate([[anchor], partners])
-    return groups
+    return _draw_groups(anchors, candidates_of, channels, rng)
