@@ -14,13 +14,11 @@ from typing import Any
 import torch
 
 from ptychokit.checkpoint import save_model
-from ptychokit.forward import expected_counts, poisson_nll
 from ptychokit.networks import Architecture
-from ptychokit.npz_io import PtychoData, read_ptycho_npz
-from ptychokit.overlap import merge_group_patches
+from ptychokit.npz_io import READ_ERRORS, PtychoData, read_error_line, read_ptycho_npz
 from ptychokit.presets import GRIDSIZE_CHANNELS, Preset
-from ptychokit.training import (TrainedModel, TrainingSettings, baseline_loss, illumination_weight,
-                                pinn_batches, train_baseline, train_pinn)
+from ptychokit.training import (TrainedModel, TrainingSettings, baseline_loss, illumination_weight, nll_excess,
+                                pinn_batches, pinn_loss, train_baseline, train_pinn)
 
 log = logging.getLogger(__name__)
 EVAL_BATCH = 64
@@ -33,12 +31,8 @@ class TrainingInputError(Exception):
 def _read(path: Path, what: str) -> PtychoData:
     try:
         return read_ptycho_npz(path)
-    except FileNotFoundError:
-        raise TrainingInputError(f"{what} {path} does not exist") from None
-    except KeyError as exc:
-        raise TrainingInputError(f"{what} {path} lacks the key {exc}") from None
-    except (ValueError, OSError) as exc:
-        raise TrainingInputError(f"{what} {path} cannot be read ({exc})") from None
+    except READ_ERRORS as exc:
+        raise TrainingInputError(read_error_line(what, path, exc)) from None
 
 
 def settings_for(preset: Preset, gridsize: int, seed: int, n_positions: int, n_groups: int | None,
@@ -59,28 +53,32 @@ def settings_for(preset: Preset, gridsize: int, seed: int, n_positions: int, n_g
 
 
 def held_out_loss(trained: TrainedModel, data: PtychoData, device: str) -> float:
-    """The model's loss on data it never trained on: the NLL excess for the PINN (no ground truth
-    needed), the illumination-weighted error for the baseline."""
+    """The model's loss on data it never trained on, by its training loss: the NLL excess for the
+    PINN (no ground truth needed), the illumination-weighted error for the baseline."""
     model, scale = trained.model, trained.preprocessing["input_scale"]
-    total, count = 0.0, 0
-    with torch.no_grad():
-        if trained.preprocessing["gridsize"] == 1:
-            weight = illumination_weight(torch.from_numpy(data.probe).to(device))
-            for start in range(0, data.diffraction.shape[0], EVAL_BATCH):
-                rows = slice(start, start + EVAL_BATCH)
-                inputs = torch.from_numpy(data.diffraction[rows] * scale)[:, None].to(device)
-                targets = torch.from_numpy(data.patches[rows])[:, None].to(device)
-                total += float(baseline_loss(model, (inputs, targets, weight))) * inputs.shape[0]
-                count += inputs.shape[0]
-            return total / count
+    if trained.preprocessing["gridsize"] == 1:
+        weight = illumination_weight(torch.from_numpy(data.probe).to(device))
+
+        def batch_of(rows: slice) -> tuple[torch.Tensor, ...]:
+            return (torch.from_numpy(data.diffraction[rows] * scale)[:, None].to(device),
+                    torch.from_numpy(data.patches[rows])[:, None].to(device), weight)
+
+        def score(batch: tuple[torch.Tensor, ...]) -> float:
+            return float(baseline_loss(model, batch))
+    else:
         (inputs, counts, offsets), probe = pinn_batches(data, scale, device)
-        for start in range(0, inputs.shape[0], EVAL_BATCH):
-            rows = slice(start, start + EVAL_BATCH)
-            predicted = expected_counts(probe, merge_group_patches(model(inputs[rows]), offsets[rows], probe))
-            excess = poisson_nll(predicted, counts[rows]) - poisson_nll(counts[rows], counts[rows])
-            total += float(excess) * inputs[rows].shape[0]
-            count += inputs[rows].shape[0]
-    return total / count
+
+        def batch_of(rows: slice) -> tuple[torch.Tensor, ...]:
+            return inputs[rows], counts[rows], offsets[rows], probe
+
+        def score(batch: tuple[torch.Tensor, ...]) -> float:
+            return nll_excess(pinn_loss(model, batch), batch[1])
+    n, total = data.diffraction.shape[0], 0.0
+    with torch.no_grad():
+        for start in range(0, n, EVAL_BATCH):
+            batch = batch_of(slice(start, start + EVAL_BATCH))
+            total += score(batch) * batch[0].shape[0]
+    return total / n
 
 
 def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Preset, seed: int,
