@@ -34,11 +34,6 @@ FLOOR_MODEL = "FlatFloor"
 FLOOR_FILE = "floor_metrics.csv"
 
 
-def _missing_key(exc: KeyError) -> str:
-    """The key name of numpy's "'x is not a file in the archive'" KeyError."""
-    return str(exc.args[0]).split(" is not a file")[0].strip("'\"")
-
-
 class ComparisonError(Exception):
     """The comparison cannot be made or scored (exit 1)."""
 
@@ -89,16 +84,12 @@ class Arm:
 
 
 def _load_test_data(opts: Options):
-    from ptychokit.npz_io import read_ptycho_npz
+    from ptychokit.npz_io import READ_ERRORS, read_error_line, read_ptycho_npz
 
     try:
         data = read_ptycho_npz(opts.test_data)
-    except FileNotFoundError:
-        raise ComparisonError(f"test data {opts.test_data} does not exist") from None
-    except KeyError as exc:
-        raise ComparisonError(f"test data {opts.test_data} lacks the key '{_missing_key(exc)}'") from None
-    except (ValueError, OSError) as exc:
-        raise ComparisonError(f"test data {opts.test_data} cannot be read ({exc})") from None
+    except READ_ERRORS as exc:
+        raise ComparisonError(read_error_line("test data", opts.test_data, exc)) from None
     if data.object is None:
         raise ComparisonError(f"test data {opts.test_data} has no ground truth (objectGuess): "
                               "no metrics can be computed")
@@ -251,7 +242,7 @@ def _plot(arms: list[Arm], target_amplitude, target_phase, path: Path) -> None:
 def compare(opts: Options) -> list[Arm]:
     """Run the comparison and write every output; raises ComparisonError when an arm cannot be
     scored (after writing what could be written, NaN as empty cells)."""
-    from ptychokit.npz_io import read_reconstruction
+    from ptychokit.npz_io import read_error_line, read_reconstruction
 
     data = _load_test_data(opts)
     log.info("test data %s: %d positions, object %s", opts.test_data, data.diffraction.shape[0], data.object.shape)
@@ -260,10 +251,8 @@ def compare(opts: Options) -> list[Arm]:
     if opts.tike_recon_path is not None:
         try:
             recon = read_reconstruction(opts.tike_recon_path)
-        except FileNotFoundError:
-            raise ComparisonError(f"reconstruction {opts.tike_recon_path} does not exist") from None
-        except KeyError as exc:
-            raise ComparisonError(f"reconstruction {opts.tike_recon_path} lacks the key '{_missing_key(exc)}'") from None
+        except (FileNotFoundError, KeyError) as exc:
+            raise ComparisonError(read_error_line("reconstruction", opts.tike_recon_path, exc)) from None
         if recon.object.shape != data.object.shape:
             raise ComparisonError(f"reconstruction {opts.tike_recon_path} is {recon.object.shape}, "
                                   f"the ground truth {data.object.shape}")

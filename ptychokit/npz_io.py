@@ -81,6 +81,21 @@ def read_ptycho_npz(path: str | Path) -> PtychoData:
         )
 
 
+# What reading a missing, truncated, foreign or incomplete NPZ raises.
+READ_ERRORS = (KeyError, ValueError, OSError, EOFError)
+
+
+def read_error_line(what: str, path: str | Path, exc: BaseException) -> str:
+    """One line saying why `what` at `path` could not be read, from the exception reading it raised
+    (numpy's KeyError says "'x is not a file in the archive'": only the key is kept)."""
+    if isinstance(exc, FileNotFoundError):
+        return f"{what} {path} does not exist"
+    if isinstance(exc, KeyError):
+        key = str(exc.args[0]).split(" is not a file")[0].strip("'\"")
+        return f"{what} {path} lacks the key '{key}'"
+    return f"{what} {path} cannot be read ({exc})"
+
+
 def read_view_metadata(path: str | Path) -> dict[str, Any] | None:
     """The Phase D `_metadata` of a view NPZ, or None when the file has none."""
     with np.load(path) as npz:

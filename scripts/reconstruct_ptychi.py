@@ -81,17 +81,12 @@ def _object_shape(data, path: Path) -> tuple[int, int]:
 def _load(path: Path, n_images: int | None):
     import numpy as np
 
-    from ptychokit.npz_io import read_ptycho_npz
+    from ptychokit.npz_io import READ_ERRORS, read_error_line, read_ptycho_npz
 
     try:
         data = read_ptycho_npz(path)
-    except FileNotFoundError:
-        raise InputError(f"input {path} does not exist") from None
-    except KeyError as exc:
-        key = str(exc.args[0]).split(" is not a file")[0].strip("'\"")
-        raise InputError(f"input {path} lacks the key '{key}'") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(f"input {path} cannot be read ({exc})") from None
+    except READ_ERRORS as exc:
+        raise InputError(read_error_line("input", path, exc)) from None
     n = data.diffraction.shape[0]
     if data.diffraction.ndim != 3 or data.diffraction.shape[1:] != data.probe.shape:
         raise InputError(f"input {path}: diffraction {data.diffraction.shape} does not match the "
