@@ -98,7 +98,7 @@ def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
         label, argv = job
         done = subprocess.run(argv, env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            last = _last_line(done.stderr)
             log.info("[E] %s: FAILED (exit %d): %s", label, done.returncode, last)
             return f"{label} ({last})"
         folder = Path(argv[argv.index("--output_dir") + 1])
@@ -136,6 +136,11 @@ def _reconstruct_command(view_npz: Path, output_dir: Path, settings: PtychiSetti
             "--device", settings.device, "--quiet"]
 
 
+def _last_line(stderr: str) -> str:
+    """What a failed script said last: its one-line error."""
+    return (stderr.strip().splitlines() or ["no message"])[-1]
+
+
 def _parallel_runs(device: str, jobs: int) -> tuple[int, int]:
     """(reconstructions at once, torch threads each): on the CPU one thread per job, one job per
     core (Pty-Chi's small batches gain little from a second thread); on a GPU one at a time."""
@@ -168,7 +173,7 @@ def phase_f(root: Path, preset: Preset, seed: int, device: str) -> None:
                  "n_positions": meta.get("n_accepted"), "computation_time_s": None, "final_cost": None,
                  **{name: meta.get(name) for name in METADATA_FIELDS}}
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            last = _last_line(done.stderr)
             log.info("[F] dose %d %s %s: FAILED (exit %d): %s", dose, view, split, done.returncode, last)
             return {**entry, "error": last}
         with np.load(root / "phase_f" / relative / "ptychi_reconstruction.npz") as npz:

@@ -25,18 +25,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ptychokit.cli_args import OneLineParser, UsageError  # noqa: E402
+
 PROG = "make_synthetic_study"
 PHASE_FOLDERS = {"C": "phase_c", "D": "phase_d", "E": "phase_e", "F": "phase_f"}
 NEEDS = {"D": "C", "E": "D", "F": "D"}  # the phase whose files a phase reads
-
-
-class UsageError(Exception):
-    """A bad argument: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise UsageError(message)
 
 
 def _dose(text: str) -> int:
@@ -52,7 +45,7 @@ def _dose(text: str) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     from ptychokit.presets import PRESETS
 
-    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder of the study")
     parser.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
     parser.add_argument("--doses", nargs="+", type=_dose, help="photons per pattern (default: the preset's)")
