@@ -1,8 +1,8 @@
--- The ledger's schema at version 6: what the migrations build in a new ledger.
+-- The ledger's schema at version 7: what the migrations build in a new ledger.
 -- Generated from migrations/ by `make schema` (python scripts/make_schema.py); do not edit it:
 -- change the schema with a new migration, then regenerate this file.
 PRAGMA application_id = 1347705170;
-PRAGMA user_version = 6;
+PRAGMA user_version = 7;
 
 CREATE TABLE runs (
     run_id          INTEGER PRIMARY KEY,
@@ -39,7 +39,8 @@ CREATE TABLE jobs (
     blocked_reason      TEXT,
     last_run_id         INTEGER REFERENCES runs (run_id),
     updated_at          TEXT NOT NULL
-);
+,
+    phase TEXT NOT NULL DEFAULT 'G' CHECK (phase IN ('E', 'F', 'G')));
 
 CREATE INDEX jobs_by_run ON jobs (last_run_id, plan_order);
 
@@ -55,7 +56,7 @@ INSERT INTO failure_classes (name, retryable, meaning) VALUES
     ('exit_code', 1, 'the command exited with a non-zero status'),
     ('signal', 1, 'the command was killed by a signal the runner did not send'),
     ('timeout', 1, 'the attempt ran past --timeout and its process group was killed'),
-    ('no_metrics', 1, 'exit 0, but the metrics file is missing, stale or lacks a numeric value for a model'),
+    ('no_metrics', 1, 'exit 0, but its outputs (metrics file, model folder, reconstruction) are missing, stale or incomplete'),
     ('launch_error', 0, 'the command could not be started'),
     ('interrupted', 1, 'the runner was stopped or died while the attempt ran'),
     ('blocked', 0, 'an input of the job is missing'),
@@ -131,26 +132,16 @@ CREATE TABLE metrics (
     PRIMARY KEY (attempt_id, model, metric)
 );
 
-CREATE VIEW failed_attempts AS
-SELECT j.dose, j.view, j.split, a.number AS attempt, a.state, a.failure_class,
-       a.exit_code, a.signal, a.failure_detail, a.device, a.started_at, a.duration_s,
-       a.stdout_log, a.stderr_log, a.run_id, j.key
-FROM attempts a
-JOIN jobs j USING (job_id)
-WHERE a.state IN ('failed', 'interrupted')
-ORDER BY a.attempt_id;
+CREATE TABLE job_needs (
+    job_id        INTEGER NOT NULL REFERENCES jobs (job_id),
+    needs_job_id  INTEGER NOT NULL REFERENCES jobs (job_id),
+    PRIMARY KEY (job_id, needs_job_id)
+);
 
-CREATE VIEW study_metrics AS
-SELECT j.dose, j.view, j.split, m.model, m.metric, m.amplitude, m.phase, m.value,
-       a.number AS attempt, a.attempt_id, j.key
-FROM metrics m
-JOIN attempts a USING (attempt_id)
-JOIN jobs j USING (job_id)
-WHERE a.state = 'succeeded'
-ORDER BY j.plan_order, m.model, m.metric;
+CREATE INDEX job_needs_by_need ON job_needs (needs_job_id);
 
 CREATE VIEW condition_grid AS
-SELECT j.dose, j.view, j.split, j.state,
+SELECT j.phase, j.dose, j.view, j.split, j.state,
        (SELECT COUNT(*) FROM attempts c WHERE c.job_id = j.job_id) AS n_attempts,
        a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code,
        a.failure_class,
@@ -164,3 +155,30 @@ LEFT JOIN attempts a
        ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
                           ORDER BY m.number DESC LIMIT 1)
 ORDER BY j.plan_order;
+
+CREATE VIEW failed_attempts AS
+SELECT j.phase, j.dose, j.view, j.split, a.number AS attempt, a.state, a.failure_class,
+       a.exit_code, a.signal, a.failure_detail, a.device, a.started_at, a.duration_s,
+       a.stdout_log, a.stderr_log, a.run_id, j.key
+FROM attempts a
+JOIN jobs j USING (job_id)
+WHERE a.state IN ('failed', 'interrupted')
+ORDER BY a.attempt_id;
+
+CREATE VIEW study_metrics AS
+SELECT j.dose, j.view, j.split, m.model, m.metric, m.amplitude, m.phase, m.value,
+       a.number AS attempt, a.attempt_id, j.key
+FROM metrics m
+JOIN attempts a USING (attempt_id)
+JOIN jobs j USING (job_id)
+WHERE a.state = 'succeeded' AND j.phase = 'G'
+ORDER BY j.plan_order, m.model, m.metric;
+
+CREATE VIEW phase_results AS
+SELECT j.phase, j.dose, j.view, j.split, m.model, m.metric, m.value, a.duration_s, a.device,
+       a.number AS attempt, a.attempt_id, j.key
+FROM metrics m
+JOIN attempts a USING (attempt_id)
+JOIN jobs j USING (job_id)
+WHERE a.state = 'succeeded' AND j.phase IN ('E', 'F')
+ORDER BY j.plan_order, m.model, m.metric;

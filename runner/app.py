@@ -17,18 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import __version__, downstream, manifest
+from runner import __version__, downstream, graph, manifest, upstream
 from runner.config import Backend, ConfigError, Order, Settings
 from runner.executors import Executor
 from runner.executors.local import LocalExecutor
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, probe
+from runner.ledger import QUERIES, Ledger, LedgerError, probe, read_snapshot
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
 from runner.resume import reconcile, select
-from runner.scheduler import Policy, Scheduler, longest_first
-from runner.slots import Device, Slot, SlotPool, build_slots, parse_gpus
+from runner.scheduler import Policy, Scheduler
+from runner.slots import Device, Slot, SlotPool, build_slots, parse_gpus, seat_costs
 from runner.study import check_compare_command, plan
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -74,11 +74,33 @@ def ensure_writable(folder: Path) -> None:
                           "choose another --artifact-root") from None
 
 
-def dry_run(settings: Settings) -> tuple[list[Job], Path, Path]:
-    """The plan written as the reference's dry run does (manifest and numbered summary)."""
+def dry_run(settings: Settings) -> tuple[list[Job], list[Path]]:
+    """The plan in launch order (by the durations an existing ledger knows), written as the
+    reference's dry run does (manifest and numbered summary of the comparisons) and, with
+    phases E or F, as job_graph.json."""
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
-    return (jobs, *manifest.write_plan(settings.artifact_root, jobs, downstream.plan_fields(settings, jobs)))
+    durations = known_durations(settings.ledger) if settings.order is Order.LONGEST_FIRST else {}
+    ordered = graph.launch_order(jobs, durations) if settings.order is Order.LONGEST_FIRST else jobs
+    comparisons = [job for job in jobs if job.phase == "G"]
+    written = []
+    if set(settings.phases) != {"G"}:
+        written.append(manifest.write_graph(settings.artifact_root, ordered))
+    if comparisons:
+        written += manifest.write_plan(settings.artifact_root, comparisons,
+                                       downstream.plan_fields(settings, comparisons))
+    return ordered, written
+
+
+def known_durations(ledger: Path) -> dict[str, float]:
+    """Per job key, its latest success's duration in an existing ledger (none when it has no
+    ledger or one this runner cannot read without upgrading it)."""
+    if not ledger.is_file():
+        return {}
+    try:
+        return dict(read_snapshot(ledger, lambda conn: conn.execute(QUERIES["durations_by_key"]).fetchall()))
+    except LedgerError:
+        return {}
 
 
 def make_executor(settings: Settings) -> Executor:
@@ -98,6 +120,12 @@ def make_slots(settings: Settings, jobs: list[Job]) -> list[Slot]:
         # Seats cap how many of our jobs are queued or running at once; SLURM picks the GPUs.
         return [Slot(f"slurm{i}", Device("")) for i in range(settings.max_parallel or max(1, len(jobs)))]
     return build_slots(parse_gpus(settings.gpus), settings.jobs_per_gpu, settings.max_parallel)
+
+
+def make_pool(settings: Settings, slots: list[Slot]) -> SlotPool:
+    """GPU seats shared by phase weight (jobs_per_gpu); on the CPU and on SLURM one seat a job."""
+    on_gpu = settings.backend is Backend.LOCAL and any(s.device.visible_id for s in slots)
+    return SlotPool(slots, seat_costs(settings.jobs_per_gpu, on_gpu), settings.max_parallel if on_gpu else None)
 
 
 def run(settings: Settings, warn: Callable[[str], None]) -> RunSummary:
@@ -153,8 +181,11 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
             progress.message(f"blocked {job.key}: {job.blocked_reason}")
         work = selection.to_run
         if settings.order is Order.LONGEST_FIRST and len(work) > 1:
-            work = longest_first(work, await ledger.expected_durations())
-        scheduler = Scheduler(ledger, SlotPool(slots), run_id,
+            ids = {job.key: job_id for job, job_id in work}
+            durations = await ledger.expected_durations()
+            seconds = {job.key: durations[rows[job.key][0]] for job in jobs if rows[job.key][0] in durations}
+            work = [(job, ids[job.key]) for job in graph.launch_order([job for job, _ in work], seconds)]
+        scheduler = Scheduler(ledger, make_pool(settings, slots), run_id,
                               Policy(settings.timeout, settings.grace, settings.retries), executor, progress)
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
@@ -169,13 +200,33 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
         stopped = scheduler.stop_signal
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
         results = await ledger.run_results(run_id)
-        try:  # comparison_manifest.json and the files PtychoPINN's downstream tools read
-            manifest_path = downstream.write_run_files(settings, jobs, results)
-        except (OSError, LedgerError) as exc:  # e.g. a full disk: the ledger holds every result anyway
-            manifest_path = None
-            warn(f"cannot write comparison_manifest.json and the metrics summaries in {settings.artifact_root} "
-                 f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
+        manifest_path = await _write_files(settings, jobs, results, ledger, warn)
     finally:
         progress.close()
         await ledger.close()
     return RunSummary(run_id, [r["state"] for r in results], stopped, manifest_path)
+
+
+async def _write_files(settings: Settings, jobs: list[Job], results: list[dict], ledger: Ledger,
+                       warn: Callable[[str], None]) -> Path | None:
+    """The files a run leaves beside the ledger: comparison_manifest.json and the files
+    PtychoPINN's downstream tools read (comparisons only, as before), Phase F's
+    reconstruction_manifest.json, and job_graph.json when the run has phases E or F. A file
+    that cannot be written (a full disk) is a warning: the ledger holds every result anyway."""
+    comparisons = [job for job in jobs if job.phase == "G"]
+    keys = {job.key for job in comparisons}
+    manifest_path = None
+    try:
+        if comparisons:
+            manifest_path = downstream.write_run_files(settings, comparisons, [r for r in results if r["key"] in keys])
+    except (OSError, LedgerError) as exc:
+        warn(f"cannot write comparison_manifest.json and the metrics summaries in {settings.artifact_root} "
+             f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
+    try:
+        if set(settings.phases) != {"G"}:
+            manifest.write_graph(settings.artifact_root, jobs, results)
+            upstream.write_reconstruction_manifest(settings, jobs, results, await ledger.phase_numbers())
+    except (OSError, LedgerError) as exc:
+        warn(f"cannot write job_graph.json or Phase F's reconstruction_manifest.json "
+             f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
+    return manifest_path

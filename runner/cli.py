@@ -35,8 +35,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from runner.ledger import LedgerError
     from runner.lock import LockError
     from runner.slots import SlotError
+    from runner.graph import GraphError
     from runner.study import PlanError
-    return UsageError, ConfigError, PlanError, LedgerError, LockError, SlotError, ClusterUnavailable
+    return UsageError, ConfigError, PlanError, GraphError, LedgerError, LockError, SlotError, ClusterUnavailable
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,15 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--split", action="append", help="train or test (repeatable)")
     pick.add_argument("--force", action="store_true", help="rerun jobs that already succeeded")
     pick.add_argument("--only-failed", action="store_true", help="rerun only failed or interrupted jobs")
-    pick.add_argument("--dry-run", action="store_true", help="write the plan and print commands; launch nothing")
+    pick.add_argument("--phases", help="the study's phases to run as one graph of jobs: E (training), F "
+                                       "(Pty-Chi reconstruction), G (comparison, the default), e.g. E,F,G")
+    pick.add_argument("--dry-run", action="store_true",
+                      help="write the plan and print the jobs in launch order with what each needs; launch nothing")
     pick.add_argument("--order", choices=("longest-first", "plan"),
                       help="launch order: longest-first (default; by the durations of earlier "
                            "successes, never-run jobs first) or the study's plan order")
-    cmd = run.add_argument_group("the compare command")
+    cmd = run.add_argument_group("the commands")
     cmd.add_argument("--compare-cmd", help="command prefix, split like a shell would "
                                            "(default: python -m scripts.compare_models)")
     cmd.add_argument("--workdir", help="working directory of each job (default: current folder)")
     cmd.add_argument("--compare-arg", action="append", help="extra argument for every job (repeatable)")
+    cmd.add_argument("--train-cmd", help="Phase E command prefix (default: python scripts/train_model.py); "
+                                         "PtychoPINN's training flags follow it")
+    cmd.add_argument("--train-arg", action="append", help="extra argument for every training (repeatable)")
+    cmd.add_argument("--recon-cmd", help="Phase F command prefix (default: python scripts/reconstruct_ptychi.py)")
+    cmd.add_argument("--recon-arg", action="append", help="extra argument for every reconstruction (repeatable)")
     cmd.add_argument("--test-data", action="append",
                      help="phase_c or phase_d, or VIEW=SOURCE: where each view's test NPZ comes from")
     cmd.add_argument("--checkpoint-name", help="model file that must exist in each model folder")
@@ -81,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "comparison_metrics.csv (metrics, the default) or exit 0 alone (exit-code)")
     res = run.add_argument_group("resources")
     res.add_argument("--gpus", help="auto (default), none, or a list of indices / GPU UUIDs")
-    res.add_argument("--jobs-per-gpu", type=int, help="concurrent jobs per GPU (default 1)")
+    res.add_argument("--jobs-per-gpu", help="concurrent jobs per GPU (default 1): one number, or per phase "
+                                            "such as E=1,F=2,G=4 (a training then takes a whole GPU)")
     res.add_argument("--max-parallel", type=int, help="concurrent jobs without GPUs (default 1); a cap with GPUs")
     res.add_argument("--timeout", type=float, help="seconds per attempt before its group is killed")
     res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 10)")
@@ -132,11 +142,17 @@ def command_run(args: argparse.Namespace) -> int:
     os.umask(0o077)
     settings = settings_from_args(args)
     if settings.dry_run:
-        jobs, manifest_path, summary_path = app.dry_run(settings)
+        jobs, written = app.dry_run(settings)
+        graph = any(job.needs for job in jobs) or set(settings.phases) != {"G"}
         for number, job in enumerate(jobs, 1):
             state = f"  # blocked: {job.blocked_reason}" if job.blocked_reason else ""
-            print(f"{number:3d}. {shlex.join(job.argv)}{state}")
-        print(f"dry run: {len(jobs)} jobs planned, nothing launched; plan in {manifest_path} and {summary_path}")
+            if graph:  # which job, of which phase, waiting for which
+                needs = f"after {', '.join(job.needs)}" if job.needs else "needs nothing"
+                print(f"{number:3d}. [{job.phase}] {job.key}  ({needs}){state}\n     {shlex.join(job.argv)}")
+            else:
+                print(f"{number:3d}. {shlex.join(job.argv)}{state}")
+        print(f"dry run: {len(jobs)} jobs planned in launch order, nothing launched; plan in "
+              + " and ".join(map(str, written)))
         return 0
     summary = app.run(settings, warn=lambda line: print(f"runner: warning: {line}", file=sys.stderr))
     states = summary.states

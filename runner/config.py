@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,12 @@ class OnInterrupt(str, enum.Enum):
 CHOICES: dict[str, type[enum.Enum]] = {"backend": Backend, "success": SuccessRule, "order": Order,
                                        "on_interrupt": OnInterrupt}
 DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
+DEFAULT_TRAIN_CMD = (sys.executable, "scripts/train_model.py")
+DEFAULT_RECON_CMD = (sys.executable, "scripts/reconstruct_ptychi.py")
+# The study's phases the runner can run: E trains the models, F reconstructs with Pty-Chi, G compares.
+PHASES = ("E", "F", "G")
+# By default a comparison waits for the models it compares and the reconstruction it scores.
+DEFAULT_PHASE_NEEDS = {"G": ("E", "F")}
 
 
 class ConfigError(Exception):
@@ -72,8 +78,15 @@ class Settings:
     workdir: Path = Path.cwd()
     test_data: tuple[str, ...] = ()  # SOURCE or VIEW=SOURCE: where each view's test NPZ comes from
     checkpoint_name: str | None = None
+    phases: tuple[str, ...] = ("G",)
+    train_cmd: tuple[str, ...] = DEFAULT_TRAIN_CMD
+    train_args: tuple[str, ...] = ()
+    recon_cmd: tuple[str, ...] = DEFAULT_RECON_CMD
+    recon_args: tuple[str, ...] = ()
+    # Per phase, the phases whose jobs its jobs wait for (matched by dose, view and split).
+    phase_needs: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_PHASE_NEEDS))
     gpus: str = "auto"
-    jobs_per_gpu: int = 1
+    jobs_per_gpu: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 1))
     max_parallel: int | None = None
     timeout: float | None = None
     grace: float = 10.0
@@ -95,7 +108,7 @@ class Settings:
 
 # Keys accepted in the TOML file: the flag names with underscores.
 TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split",
-                                                  "sbatch_arg"}
+                                                  "sbatch_arg", "train_arg", "recon_arg", "phase"}
 
 
 # The TOML type each key may have (a list holds values of the scalar types).
@@ -105,9 +118,13 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
                                           "phase_f_root", "artifact_root", "ledger", "workdir")},
     **{key: ((str, list), "a string or a list of strings") for key in ("compare_cmd", "compare_args",
                                                                        "compare_arg", "views", "view",
-                                                                       "splits", "split")},
+                                                                       "splits", "split", "phases", "phase",
+                                                                       "train_cmd", "train_args", "train_arg",
+                                                                       "recon_cmd", "recon_args", "recon_arg")},
+    "phase_needs": ((dict,), "a table such as {G = [\"E\", \"F\"]}"),
+    "jobs_per_gpu": ((int, dict), "an integer or a table such as {E = 1, F = 2, G = 4}"),
     **{key: ((int, str, list), "a number or a list of numbers") for key in ("doses", "dose")},
-    **{key: ((int,), "an integer") for key in ("jobs_per_gpu", "max_parallel", "retries")},
+    **{key: ((int,), "an integer") for key in ("max_parallel", "retries")},
     **{key: (_NUMBER, "a number of seconds") for key in ("timeout", "grace")},
     **{key: ((bool,), "true or false") for key in ("force", "only_failed", "dry_run")},
     "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
@@ -123,6 +140,8 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 def _check_type(key: str, value: Any, path: Path) -> None:
     kinds, expected = TOML_TYPES[key]
     items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
+    if key == "phase_needs":  # a table of lists
+        items = [v for listed in items for v in (listed if isinstance(listed, list) else [listed])]
     scalar_ok = all(isinstance(v, (str, int, float)) for v in items)
     bool_ok = not isinstance(value, bool) or bool in kinds
     if not (isinstance(value, kinds) and scalar_ok and bool_ok):
@@ -222,6 +241,73 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
                 sbatch_args=tuple(str(a) for a in sbatch_args))
 
 
+def _command(merged: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A command prefix given as a list or as one string split like a shell would."""
+    cmd = merged.get(key) or default
+    flag = f"--{key.replace('_', '-')}"
+    if isinstance(cmd, str):
+        try:
+            cmd = shlex.split(cmd)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} cannot be split: {exc}") from None
+    if not cmd:
+        raise ConfigError(f"{flag} is empty")
+    return tuple(str(c) for c in cmd)
+
+
+def _args(merged: dict[str, Any], key: str) -> tuple[str, ...]:
+    """Extra arguments (`train_args` or repeated `--train-arg`), a string split like a shell would."""
+    args = merged.get(f"{key}s") or merged.get(key) or ()
+    if isinstance(args, str):
+        args = shlex.split(args)
+    return tuple(str(a) for a in args)
+
+
+def _phase_list(value: Any, name: str) -> tuple[str, ...]:
+    """Phases given as 'E,F,G', a list, or repeated flags, checked, in the study's order."""
+    words = [w.strip().upper() for item in _texts(value) for w in str(item).split(",") if w.strip()]
+    for word in words:
+        if word not in PHASES:
+            raise ConfigError(f"{name}: unknown phase {word!r}; the runner runs phases {', '.join(PHASES)} "
+                              "(C and D make the data: scripts/make_synthetic_study.py)")
+    return tuple(p for p in PHASES if p in words)
+
+
+def _jobs_per_gpu(value: Any) -> dict[str, int]:
+    """`4` (every phase), a table {E = 1, G = 4}, or flags 'E=1,F=2' / '4'; unnamed phases get 1."""
+    if isinstance(value, dict):
+        given = value
+    else:
+        items = [w.strip() for item in _texts([value] if isinstance(value, (int, str)) else value)
+                 for w in str(item).split(",") if w.strip()]
+        if len(items) == 1 and "=" not in items[0]:
+            number = _int(items[0], "--jobs-per-gpu", 1)
+            return dict.fromkeys(PHASES, number)
+        given = {}
+        for item in items:
+            if "=" not in item:
+                raise ConfigError(f"--jobs-per-gpu {item!r}: give one number or PHASE=N pairs such as E=1,F=2,G=4")
+            phase, number = item.split("=", 1)
+            given[phase.strip()] = number.strip()
+    result = dict.fromkeys(PHASES, 1)
+    for phase, number in given.items():
+        if str(phase).upper() not in PHASES:
+            raise ConfigError(f"jobs_per_gpu: unknown phase {phase!r}; use {', '.join(PHASES)}")
+        result[str(phase).upper()] = _int(number, f"jobs_per_gpu {phase}", 1)
+    return result
+
+
+def _phase_needs(value: Any) -> dict[str, tuple[str, ...]]:
+    """The default needs, with each phase the table names replaced by its list."""
+    needs = dict(DEFAULT_PHASE_NEEDS)
+    for phase, needed in (value or {}).items():
+        key = _phase_list([phase], "phase_needs")
+        if len(key) != 1:
+            raise ConfigError(f"phase_needs: {phase!r} is not one phase; write e.g. F = [\"E\"]")
+        needs[key[0]] = _phase_list(needed, f"phase_needs {phase}")
+    return needs
+
+
 def _default_workdir(cwd: Path, compare_cmd: tuple) -> Path:
     """The current folder, unless the default command's script is not there but is in the
     checkout this runner runs from (so `runner run` works from any folder)."""
@@ -265,17 +351,8 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
             raise ConfigError(f"--phase-d-root {phase['phase_d']} is not a folder")
         phase["phase_d"] = None  # optional: only metadata (and phase_d test data) come from it
 
-    compare_cmd = merged.get("compare_cmd") or DEFAULT_COMPARE_CMD
-    if isinstance(compare_cmd, str):
-        try:
-            compare_cmd = shlex.split(compare_cmd)
-        except ValueError as exc:
-            raise ConfigError(f"--compare-cmd cannot be split: {exc}") from None
-    if not compare_cmd:
-        raise ConfigError("--compare-cmd is empty")
-    compare_args = merged.get("compare_args") or merged.get("compare_arg") or ()
-    if isinstance(compare_args, str):
-        compare_args = shlex.split(compare_args)
+    compare_cmd = _command(merged, "compare_cmd", DEFAULT_COMPARE_CMD)
+    compare_args = _args(merged, "compare_arg")
     workdir = root("workdir", _default_workdir(cwd, tuple(compare_cmd)))
     if not workdir.is_dir():
         raise ConfigError(f"--workdir {workdir} is not a folder")
@@ -299,13 +376,16 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         doses=tuple(sorted({_dose(d) for d in doses})),
         views=_texts(merged.get("views") or merged.get("view") or ()),
         splits=_texts(merged.get("splits") or merged.get("split") or ()),
-        compare_cmd=tuple(str(c) for c in compare_cmd),
-        compare_args=tuple(str(a) for a in compare_args),
+        compare_cmd=compare_cmd, compare_args=compare_args,
+        phases=_phase_list(merged.get("phases") or merged.get("phase") or "G", "--phases"),
+        train_cmd=_command(merged, "train_cmd", DEFAULT_TRAIN_CMD), train_args=_args(merged, "train_arg"),
+        recon_cmd=_command(merged, "recon_cmd", DEFAULT_RECON_CMD), recon_args=_args(merged, "recon_arg"),
+        phase_needs=_phase_needs(merged.get("phase_needs")),
         workdir=workdir,
         test_data=_texts(merged.get("test_data") or ()),
         checkpoint_name=merged.get("checkpoint_name"),
         gpus=str(merged.get("gpus", "auto")),
-        jobs_per_gpu=_int(merged.get("jobs_per_gpu", 1), "--jobs-per-gpu", 1),
+        jobs_per_gpu=_jobs_per_gpu(merged.get("jobs_per_gpu", 1)),
         max_parallel=_int(max_parallel, "--max-parallel", 1) if max_parallel is not None else None,
         timeout=float(timeout) if timeout is not None else None,
         grace=float(grace),

@@ -72,6 +72,28 @@ class MetricsCheck:
 
 
 @dataclass(frozen=True)
+class OutputsCheck:
+    """What a succeeded attempt of a job that makes files (a training, a reconstruction) must leave
+    behind: every file written by this attempt and whole. A JSON file must parse, a zip archive
+    (a torch checkpoint, an NPZ, wts.h5.zip) must have its central directory, an NPZ must hold
+    `npz_keys`. `summary` names the file whose numbers are stored as the attempt's metrics."""
+
+    files: tuple[Path, ...]
+    npz_keys: tuple[str, ...] = ()
+    model: str = ""  # the metrics' model column, e.g. PtychoPINN or Baseline
+    summary: Path | None = None
+
+    # The freshness bookkeeping (results.PriorFile) records the first file and the others.
+    @property
+    def path(self) -> Path:
+        return self.files[0]
+
+    @property
+    def siblings(self) -> tuple[Path, ...]:
+        return self.files[1:]
+
+
+@dataclass(frozen=True)
 class Job:
     """One unit of work: everything the scheduler needs to run it and to judge the result."""
 
@@ -79,7 +101,7 @@ class Job:
     argv: tuple[str, ...]
     cwd: Path
     output_dir: Path  # logs go in output_dir/logs
-    check: MetricsCheck | None  # None: exit 0 alone proves success
+    check: MetricsCheck | OutputsCheck | None  # None: exit 0 alone proves success
     fingerprint: str = ""  # hash of argv + inputs; a changed fingerprint reruns a succeeded job
     env: tuple[tuple[str, str], ...] = ()
     condition: dict[str, object] = field(default_factory=dict)  # columns for the ledger
@@ -90,6 +112,11 @@ class Job:
     # smaller batches after running out of memory), or None. Such retries do not count against
     # --retries: they end when the command cannot be adapted further.
     adapt_argv: Callable[[tuple[str, ...], "FailureClass"], tuple[str, ...] | None] | None = None
+    phase: str = "G"  # the study phase: E training, F reconstruction, G comparison
+    needs: tuple[str, ...] = ()  # keys of the jobs whose outputs this one reads
+    # The job planned again from the files on disk once its needs have succeeded (its inputs
+    # did not exist, or were older, when the run began); None: nothing to refresh.
+    replan: Callable[[], "Job"] | None = None
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,8 @@ def load_migrations() -> list[tuple[int, str]]:
 QUERIES = load_queries()
 # The parameters of upsert_job that a plan's condition and metadata may give.
 CONDITION_PARAMETERS = tuple(sorted(set(re.findall(r":(\w+)", QUERIES["upsert_job"]))
-                                    - {"key", "plan_order", "argv", "cwd", "output_dir", "fingerprint",
-                                       "run_id", "now"}))
+                                    - {"key", "plan_order", "phase", "argv", "cwd", "output_dir",
+                                       "fingerprint", "run_id", "now"}))
 MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -387,20 +387,26 @@ class Ledger:
             "run_id": run_id, "ended_at": utc_now(), "outcome": outcome}))
 
     async def sync_jobs(self, jobs: Iterable[Job], run_id: int) -> dict[str, tuple[int, JobState, str | None]]:
-        """Record the plan; return per job key: (job_id, state, fingerprint of its success)."""
+        """Record the plan and its dependencies; return per job key: (job_id, state, fingerprint of
+        its success)."""
+        jobs = list(jobs)
         now = utc_now()
         # The plan's condition and metadata fill the columns of the same names; a column a
         # job does not describe (a training job has no split) stays NULL.
         described = dict.fromkeys(CONDITION_PARAMETERS)
         params = [{**described, **job.condition, **job.metadata,
-                   "key": job.key, "plan_order": order, "argv": json.dumps(list(job.argv)),
+                   "key": job.key, "plan_order": order, "phase": job.phase, "argv": json.dumps(list(job.argv)),
                    "cwd": str(job.cwd), "output_dir": str(job.output_dir), "fingerprint": job.fingerprint,
                    "run_id": run_id, "now": now} for order, job in enumerate(jobs)]
 
         from runner.jobs import JobState
 
+        needs = [{"key": job.key, "needs": need} for job in jobs for need in job.needs]
+
         def op(db: sqlite3.Connection) -> dict[str, tuple[int, JobState, str | None]]:
             db.executemany(QUERIES["upsert_job"], params)
+            db.executemany(QUERIES["forget_needs"], [{"key": p["key"]} for p in params])
+            db.executemany(QUERIES["insert_need"], needs)
             return {key: (job_id, JobState(state), success)
                     for key, job_id, state, success in db.execute(QUERIES["planned_jobs"], {"run_id": run_id})}
         return await self._write(op)
@@ -493,6 +499,13 @@ class Ledger:
         absent)."""
         rows = await self._write(lambda db: db.execute(QUERIES["expected_durations"]).fetchall())
         return {job_id: duration for job_id, duration, _ in rows}
+
+    async def phase_numbers(self) -> dict[str, dict[str, float]]:
+        """Per key of a training or reconstruction with a standing success: its numbers."""
+        numbers: dict[str, dict[str, float]] = {}
+        for key, metric, value in await self._write(lambda db: db.execute(QUERIES["phase_numbers"]).fetchall()):
+            numbers.setdefault(key, {})[metric] = value
+        return numbers
 
     async def run_results(self, run_id: int) -> list[dict]:
         def op(db: sqlite3.Connection) -> list[dict]:

@@ -1,5 +1,6 @@
 """The reference Phase G files, so existing downstream scripts keep working:
-`comparison_manifest.json` (plan and results) and the numbered `comparison_summary.txt`."""
+`comparison_manifest.json` (plan and results) and the numbered `comparison_summary.txt`; and,
+for a run of several phases, `job_graph.json`: every job with its phase, its needs and its state."""
 
 from __future__ import annotations
 
@@ -52,6 +53,23 @@ def write_plan(artifact_root: Path, jobs: list[Job], plan: dict | None = None) -
     write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     write_atomic(summary_path, "\n".join(lines) + "\n")
     return manifest_path, summary_path
+
+
+def write_graph(artifact_root: Path, jobs: list[Job], results: list[dict] | None = None) -> Path:
+    """job_graph.json: the jobs in the order given (a dry run's launch order, a run's plan), each
+    with its phase, condition, the jobs it needs, its command and, after a run, its state."""
+    states = {r["key"]: r for r in results or ()}
+    entries = []
+    for job in jobs:
+        result = states.get(job.key, {})
+        entries.append({"key": job.key, "phase": job.phase, **job.condition, "needs": list(job.needs),
+                        "command": list(job.argv),
+                        "state": result.get("state", "planned" if results is None else None),
+                        "blocked": result.get("blocked_reason", job.blocked_reason),
+                        "log": result.get("stdout_log")})
+    path = artifact_root / "job_graph.json"
+    write_atomic(path, json.dumps({"n_jobs": len(jobs), "dry_run": results is None, "jobs": entries}, indent=2) + "\n")
+    return path
 
 
 NOT_A_SUCCESS = -1  # the reference's return code for a job that failed without an exit status of its own

@@ -1,7 +1,8 @@
-"""Read one string entry of an NPZ file without numpy and without ever unpickling.
+"""Read one string or number of an NPZ file without numpy and without ever unpickling.
 
-Phase D stores its metadata as a JSON string under the key `_metadata`. The runner must not import
-numpy, so this parses the .npy header itself; an object (pickled) array is refused.
+Phase D stores its metadata as a JSON string under the key `_metadata`; Phase F stores its time
+and cost history as numbers. The runner must not import numpy, so this parses the .npy header
+itself; an object (pickled) array is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,60 @@ def read_npz_string(path: Path, key: str) -> str | None:
     except zipfile.BadZipFile:
         raise NpzEntryError("not an NPZ (zip) file") from None
     return _decode_npy_string(raw, key)
+
+
+# The .npy number types a result file holds, as struct codes.
+NUMBER_CODES = {"f8": "d", "f4": "f", "i8": "q", "i4": "i", "u8": "Q", "u4": "I"}
+
+
+def npz_keys(path: Path) -> set[str]:
+    """The arrays an NPZ holds (raises NpzEntryError when it is not a whole zip archive)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {name[:-4] for name in archive.namelist() if name.endswith(".npy")}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise NpzEntryError(f"not a whole NPZ (zip) file ({exc})") from None
+
+
+def read_npz_number(path: Path, key: str) -> float | None:
+    """The number stored under `key` (a scalar), or the last element of a 1-D array of numbers
+    (a cost history); None when the key is absent or the array is empty."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                info = archive.getinfo(f"{key}.npy")
+            except KeyError:
+                return None
+            with archive.open(info) as f:
+                head = f.read(12)
+                if not head.startswith(b"\x93NUMPY") or len(head) < 12:
+                    raise NpzEntryError(f"{key} is not a .npy array")
+                start = 10 if head[6] == 1 else 12
+                length = struct.unpack("<H", head[8:10])[0] if head[6] == 1 else struct.unpack("<I", head[8:12])[0]
+                text = (head + f.read(start + length - len(head)))[start:].decode("latin1")
+                descr, shape = _parse_header(text, key)
+                code = NUMBER_CODES.get(descr[1:]) if isinstance(descr, str) else None
+                if code is None or len(shape) > 1:
+                    raise NpzEntryError(f"{key} is stored as {descr!r} of shape {shape}, not numbers")
+                count = shape[0] if shape else 1
+                if count == 0:
+                    return None
+                size = struct.calcsize(code)
+                f.seek(start + length + (count - 1) * size)
+                body = f.read(size)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise NpzEntryError(f"not a whole NPZ (zip) file ({exc})") from None
+    if len(body) != size:
+        raise NpzEntryError(f"{key} is truncated")
+    return float(struct.unpack((">" if descr[0] == ">" else "<") + code, body)[0])
+
+
+def _parse_header(text: str, key: str) -> tuple[object, tuple]:
+    try:
+        header = ast.literal_eval(text)
+        return header["descr"], tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        raise NpzEntryError(f"{key} has an unreadable .npy header") from None
 
 
 def _decode_npy_string(raw: bytes, key: str) -> str:

@@ -16,7 +16,7 @@ class Progress:
         # sys.stdout is looked up now, not at import: it may have been replaced since.
         self.total, self.stream = total, stream or sys.stdout
         self.tty = self.stream.isatty()
-        self.done = self.failed = self.running = 0
+        self.done = self.failed = self.running = self.blocked = 0
         self.started = time.monotonic()
 
     def _write(self, line: str | None) -> None:
@@ -27,7 +27,8 @@ class Progress:
         if self.tty:
             elapsed = int(time.monotonic() - self.started)
             self.stream.write(f"[{self.done}/{self.total} done, {self.running} running, "
-                              f"{self.failed} failed, {elapsed // 60}m{elapsed % 60:02d}s]")
+                              f"{self.failed} failed" + (f", {self.blocked} blocked" if self.blocked else "")
+                              + f", {elapsed // 60}m{elapsed % 60:02d}s]")
         self.stream.flush()
 
     async def tick(self) -> None:
@@ -62,6 +63,9 @@ class Progress:
             self.running -= 1
             self._write(f"left    {event.job.key}  attempt {event.attempt} running on SLURM "
                         "(--on-interrupt leave); the next run re-attaches")
+        elif event.kind is EventKind.BLOCKED:
+            self.blocked += 1
+            self._write(f"blocked {event.job.key}: {event.reason}")
         elif event.kind is EventKind.RETRYING:
             self.failed -= 1
             self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")

@@ -15,20 +15,29 @@ UPDATE runs SET outcome = 'crashed' WHERE ended_at IS NULL AND outcome IS NULL A
 
 -- name: upsert_job
 -- Record a planned job; its state is left alone when it already exists.
-INSERT INTO jobs (key, plan_order, dose, view, split, argv, cwd, output_dir, fingerprint,
+INSERT INTO jobs (key, plan_order, phase, dose, view, split, argv, cwd, output_dir, fingerprint,
                   selection_strategy, acceptance_rate, spacing_threshold, n_accepted, n_rejected,
                   state, blocked_reason, last_run_id, updated_at)
-VALUES (:key, :plan_order, :dose, :view, :split, :argv, :cwd, :output_dir, :fingerprint,
+VALUES (:key, :plan_order, :phase, :dose, :view, :split, :argv, :cwd, :output_dir, :fingerprint,
         :selection_strategy, :acceptance_rate, :spacing_threshold, :n_accepted, :n_rejected,
         'pending', NULL, :run_id, :now)
 ON CONFLICT (key) DO UPDATE SET
-    plan_order = excluded.plan_order, dose = excluded.dose, view = excluded.view,
+    plan_order = excluded.plan_order, phase = excluded.phase, dose = excluded.dose, view = excluded.view,
     split = excluded.split, argv = excluded.argv, cwd = excluded.cwd,
     output_dir = excluded.output_dir, fingerprint = excluded.fingerprint,
     selection_strategy = excluded.selection_strategy, acceptance_rate = excluded.acceptance_rate,
     spacing_threshold = excluded.spacing_threshold, n_accepted = excluded.n_accepted,
     n_rejected = excluded.n_rejected, last_run_id = excluded.last_run_id,
     updated_at = excluded.updated_at;
+
+-- name: forget_needs
+-- A planned job's dependencies are replaced by the plan's.
+DELETE FROM job_needs WHERE job_id = (SELECT job_id FROM jobs WHERE key = :key);
+
+-- name: insert_need
+-- The job `key` reads what the job `needs` produces.
+INSERT OR IGNORE INTO job_needs (job_id, needs_job_id)
+SELECT j.job_id, n.job_id FROM jobs j, jobs n WHERE j.key = :key AND n.key = :needs;
 
 -- name: planned_jobs
 -- Every job a run planned, with the fingerprint of its current success (NULL when none).
@@ -98,6 +107,17 @@ SELECT job_id, duration_s, MAX(attempt_id)
 FROM attempts
 WHERE state IN ('succeeded', 'superseded') AND duration_s IS NOT NULL
 GROUP BY job_id;
+
+-- name: durations_by_key
+-- Per job key, the duration of its latest successful attempt (a dry run's launch order).
+SELECT j.key, a.duration_s
+FROM jobs j
+JOIN attempts a ON a.attempt_id = (SELECT MAX(s.attempt_id) FROM attempts s WHERE s.job_id = j.job_id
+                                   AND s.state IN ('succeeded', 'superseded') AND s.duration_s IS NOT NULL);
+
+-- name: phase_numbers
+-- The numbers each standing training and reconstruction reported (Phase F's manifest).
+SELECT key, metric, value FROM phase_results;
 
 -- name: run_results
 -- Each job planned by a run with its attempt of that run, or else its standing success, or else

@@ -21,11 +21,13 @@ import math
 import os
 import resource
 import signal
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.executors import Ended
-from runner.jobs import FailureClass, Job, MetricsCheck, Outcome
+from runner.jobs import FailureClass, Job, MetricsCheck, Outcome, OutputsCheck
+from runner.npzmeta import NpzEntryError, npz_keys, read_npz_number
 
 REQUIRED_COLUMNS = ("model", "metric", "amplitude", "phase", "value")
 MAX_METRICS_BYTES = 64 << 20
@@ -185,6 +187,72 @@ def _fresh_sibling_rows(path: Path, before: FileId | None) -> list[MetricRow]:
     return [] if problem else rows
 
 
+# The numbers a result file holds that become the attempt's metrics: a training's model.json
+# (its provenance) and a reconstruction's NPZ.
+SUMMARY_NPZ_NUMBERS = ("computation_time_s", "n_iterations", "cost_history")
+ZIP_SUFFIXES = (".pt", ".zip", ".npz")
+
+
+def read_outputs(check: OutputsCheck, prior: PriorFile) -> tuple[list[MetricRow], str | None]:
+    """The metric rows of a finished attempt that makes files, and what disqualifies it (None when
+    every file is there, written by this attempt and whole)."""
+    before = [prior.file_id, *(prior.sibling_ids or [None] * len(check.siblings))]
+    for index, path in enumerate(check.files):
+        current = file_id(path)
+        if current is None:
+            return [], f"exit 0 but no {path.name} in {path.parent}"
+        fresh = not prior.stale(current) if index == 0 else \
+            (prior.sibling_ids is not None and current != before[index])
+        if not fresh:
+            return [], f"exit 0 but {path} was not written by this attempt (left by an earlier run)"
+        problem = _whole(path, check.npz_keys if path.suffix == ".npz" else ())
+        if problem:
+            return [], problem
+    return _summary_rows(check), None
+
+
+def _whole(path: Path, keys: tuple[str, ...]) -> str | None:
+    """What shows the file was cut short or is not what it claims to be, or None."""
+    try:
+        if path.suffix == ".json":
+            if path.stat().st_size > MAX_METRICS_BYTES:
+                return f"{path.name} is too large to be a summary"
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix in ZIP_SUFFIXES:
+            if path.suffix == ".npz":
+                missing = [k for k in keys if k not in npz_keys(path)]
+                if missing:
+                    return f"{path.name} lacks {', '.join(missing)}"
+            elif not zipfile.is_zipfile(path):
+                return f"{path.name} is not a whole archive (cut short?)"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, NpzEntryError) as exc:
+        return f"{path.name} cannot be read: {exc}"
+    return None
+
+
+def _summary_rows(check: OutputsCheck) -> list[MetricRow]:
+    """The numbers of the check's summary file as metric rows (model, metric, value); a summary
+    that cannot be read adds nothing (the files themselves decided the success)."""
+    path = check.summary
+    if path is None:
+        return []
+    numbers: dict[str, float] = {}
+    try:
+        if path.suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data = data.get("provenance", data) if isinstance(data, dict) else {}
+            numbers = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))
+                       and not isinstance(v, bool) and math.isfinite(v)}
+        elif path.suffix == ".npz":
+            for key in SUMMARY_NPZ_NUMBERS:
+                value = read_npz_number(path, key)
+                if value is not None and math.isfinite(value):
+                    numbers["final_cost" if key == "cost_history" else key] = value
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, NpzEntryError):
+        return []
+    return [MetricRow(check.model, name, None, None, value) for name, value in sorted(numbers.items())]
+
+
 def split_status(returncode: int) -> tuple[int | None, int | None]:
     """(exit code, signal) of an exit status; a negative status means killed by that signal."""
     return (None, -returncode) if returncode < 0 else (returncode, None)
@@ -270,7 +338,8 @@ def judge(facts: Facts, job: Job | None = None, prior: PriorFile | None = None,
     elif job.check is None:  # --success exit-code
         return Outcome(True, exit_code=0)
     else:
-        rows, problem = read_metrics(job.check, prior or PriorFile(None))
+        read = read_outputs if isinstance(job.check, OutputsCheck) else read_metrics
+        rows, problem = read(job.check, prior or PriorFile(None))
         if not problem:
             return Outcome(True, metrics=tuple(rows), exit_code=0)
         failure, detail = FailureClass.NO_METRICS, problem

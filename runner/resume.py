@@ -1,16 +1,18 @@
 """Resuming a study: clean up what a dead runner left running, then choose what to run again.
 
-A succeeded job is skipped when its input fingerprint is unchanged; failed, interrupted and
-changed jobs run again; --force reruns everything, --only-failed only failed and interrupted ones.
+A succeeded job is skipped when its input fingerprint is unchanged and the files it made are
+still there; failed, interrupted and changed jobs run again; --force reruns everything,
+--only-failed only failed and interrupted ones. A job runs again whenever a job it needs runs
+(its inputs will change), and is blocked when a job it needs is blocked.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from runner.config import ConfigError
 from runner.executors import Executor, Handle
-from runner.jobs import Attempt, Job, JobState
+from runner.jobs import Attempt, Job, JobState, OutputsCheck
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, judge
 
@@ -53,21 +55,28 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, Job
     """`following`: keys of jobs whose attempt still runs on the cluster (never launched twice)."""
     to_run, skipped, blocked = [], [], []
     changes: list[tuple[int, JobState, str | None]] = []  # recorded together, in one event
-    for job in jobs:
+    will_run = set(following)  # keys whose outputs this run (re)makes
+    blocked_why: dict[str, str] = {}
+    for job in jobs:  # in the plan's order, where every job comes after what it needs
         if job.key in following:
             continue
         job_id, state, success_fingerprint = rows[job.key]
-        if job.blocked_reason:
-            changes.append((job_id, JobState.BLOCKED, job.blocked_reason))
-            blocked.append(job)
+        need = next((n for n in job.needs if n in blocked_why), None)
+        if job.blocked_reason or need:
+            reason = job.blocked_reason or (blocked_why[need] if blocked_why[need].startswith("needs ")
+                                            else f"needs {need}, which is blocked ({blocked_why[need]})")
+            blocked_why[job.key] = reason
+            changes.append((job_id, JobState.BLOCKED, reason))
+            blocked.append(replace(job, blocked_reason=reason))
             continue
-        if force:
+        if force or any(n in will_run for n in job.needs):
             run = True
         elif only_failed:
             run = state in (JobState.FAILED, JobState.INTERRUPTED)
         else:
-            run = success_fingerprint != job.fingerprint
+            run = success_fingerprint != job.fingerprint or _outputs_gone(job)
         if run:
+            will_run.add(job.key)
             if state is not JobState.PENDING:
                 changes.append((job_id, JobState.PENDING, None))
             to_run.append((job, job_id))
@@ -78,3 +87,8 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, Job
             skipped.append(job)
     await ledger.set_job_states(changes)
     return Selection(to_run, skipped, blocked)
+
+
+def _outputs_gone(job: Job) -> bool:
+    """A success whose files (a model, a reconstruction) were removed since stands for nothing."""
+    return isinstance(job.check, OutputsCheck) and not all(f.is_file() for f in job.check.files)

@@ -1,27 +1,30 @@
-"""The asyncio loop that runs a list of jobs on a pool of slots.
+"""The asyncio loop that runs a graph of jobs on a pool of slots.
 
-It knows nothing of ptychography: it launches each job's argv on a free slot, pins it to the
-slot's device, enforces the timeout, judges the outcome, retries what may be retried and records
-every step in the ledger before it happens. A stop request (Ctrl-C, SIGTERM) stops launching,
-terminates every running attempt's process group and records them as interrupted.
+It knows nothing of ptychography: it launches each job's argv on a free slot once every job it
+needs has succeeded, pins it to the slot's device, enforces the timeout, judges the outcome,
+retries what may be retried and records every step in the ledger before it happens. A job whose
+need failed for good is blocked, with every job behind it, naming the need and its log; the other
+branches go on. A stop request (Ctrl-C, SIGTERM) stops launching, terminates every running
+attempt's process group and records them as interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
+import itertools
 import logging
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from runner import faults
 from runner.executors import Executor, Handle, LaunchError, LaunchSpec
-from runner.jobs import Attempt, AttemptStart, Job, Outcome
+from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, PriorFile, judge
 from runner.slots import Device, Slot, SlotPool
@@ -42,6 +45,7 @@ class EventKind(str, enum.Enum):
     RETRYING = "retrying"  # a failed job is queued again
     REATTACHED = "reattached"  # following an attempt an earlier runner left on the cluster
     LEFT = "left"  # an attempt is left running on the cluster for a later runner
+    BLOCKED = "blocked"  # a job will not run: a job it needs failed, or its input is still missing
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class Event:
     outcome: Outcome | None = None
     duration_s: float | None = None
     stderr_log: str | None = None
+    reason: str | None = None  # why a job is blocked
+
+
+NO_SLOT = Slot("-", Device(""))  # the slot of an event that happens outside any slot
 
 
 @dataclass(frozen=True)
@@ -88,16 +96,6 @@ def log_paths(job: Job) -> Callable[[int], tuple]:
     return lambda n: (folder / f"attempt-{n}.stdout.log", folder / f"attempt-{n}.stderr.log")
 
 
-def longest_first(work: list[tuple[Job, int]], expected: dict[int, float]) -> list[tuple[Job, int]]:
-    """The launch order that keeps the slots evenly busy to the end: jobs whose duration is
-    unknown (never succeeded) first, in plan order, since they may be long and running them
-    tells the next run; then the others by expected duration, longest first (ties keep plan
-    order). With the long jobs started early, the short ones fill the gaps at the end."""
-    unknown = [item for item in work if item[1] not in expected]
-    known = sorted((item for item in work if item[1] in expected), key=lambda item: -expected[item[1]])
-    return unknown + known
-
-
 class Scheduler:
     def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy, executor: Executor,
                  on_event: Callable[[Event], None] = lambda e: None) -> None:
@@ -106,7 +104,7 @@ class Scheduler:
         self.on_event = on_event
         self.stop_signal: int | None = None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        self.threads_per_job = max(1, cores // max(1, len(pool.slots)))
+        self.threads_per_job = max(1, cores // pool.most_jobs())
         self._stop = asyncio.Event()
         self._base_env = dict(os.environ)  # read once: decoding os.environ per job adds up
 
@@ -118,14 +116,28 @@ class Scheduler:
 
     async def run(self, work: list[tuple[Job, int]],
                   reattach: list[tuple[Job, Attempt, Handle]] = ()) -> None:
-        """Run `work` in the given order on the free slots, until done or stopped. First follow
-        `reattach`: attempts an earlier runner left running on the cluster (each holds a slot
-        if one is free, beyond the cap otherwise).
+        """Run `work` in the given order on the free slots, until done or stopped: a job waits
+        until the jobs it needs among `work` and `reattach` have succeeded (a need outside them
+        has a standing success). First follow `reattach`: attempts an earlier runner left running
+        on the cluster (each holds a slot if one is free, beyond the cap otherwise).
 
         A slot goes back to the pool as soon as its attempt's outcome is known and recorded
         (submitted to the ledger, which keeps the order of events): the next attempt's row then
         shares a commit with the previous attempt's result."""
-        self._queue = deque(Queued(job, job_id, 0, job.argv) for job, job_id in work)
+        self._rank = itertools.count()  # launch order: `work`'s, then retries in turn
+        self._ready: list[tuple[int, Queued]] = []
+        in_run = {job.key for job, _ in work} | {job.key for job, _, _ in reattach}
+        # Per job not yet queued: its needs still to succeed in this run, and its place in line.
+        self._waiting: dict[str, tuple[set[str], int, Queued]] = {}
+        self._behind: dict[str, list[str]] = {}  # per job key, the waiting jobs that need it
+        for job, job_id in work:
+            pending = {need for need in job.needs if need in in_run}
+            for need in pending:
+                self._behind.setdefault(need, []).append(job.key)
+            self._waiting[job.key] = (pending, next(self._rank), Queued(job, job_id, 0, job.argv))
+        self._blocking: list[asyncio.Future] = []  # ledger writes of blocked jobs, awaited at the end
+        for key in [key for key, (pending, _, _) in self._waiting.items() if not pending]:
+            self._enqueue(key, NO_SLOT)
         self._wake = asyncio.Event()  # a slot came free or a stop was requested
         self._stop_waiter = asyncio.create_task(self._stop.wait())
         self._stop_waiter.add_done_callback(lambda _: self._wake.set())
@@ -137,19 +149,28 @@ class Scheduler:
             task.add_done_callback(lambda _: self._wake.set())
 
         for job, attempt, handle in reattach:
-            slot = self.pool.take() if self.pool.has_free() else Slot("reattached", Device(""))
+            cost = self.pool.cost(job.phase)
+            slot = self.pool.take(cost) if self.pool.has_free(cost) else Slot("reattached", Device(""))
             start(self._follow(job, attempt, handle, slot))
         try:
             while True:
-                while self._queue and self.pool.has_free() and not self._stop.is_set():
-                    start(self._attempt(self._queue.popleft(), self.pool.take()))
+                # Strictly in launch order: the first ready job waits for room rather than being
+                # overtaken for ever by cheaper ones (a training that needs a whole GPU).
+                while self._ready and not self._stop.is_set():
+                    queued = self._ready[0][1]
+                    cost = self.pool.cost(queued.job.phase)
+                    if not self.pool.has_free(cost):
+                        break
+                    heapq.heappop(self._ready)
+                    start(self._attempt(queued, self.pool.take(cost)))
                 for task in [t for t in running if t.done()]:
                     running.discard(task)
                     task.result()  # a ledger error ends the run here
-                if not running and (not self._queue or self._stop.is_set()):
+                if not running and (not self._ready or self._stop.is_set()):
                     break
                 await self._wake.wait()
                 self._wake.clear()
+            await asyncio.gather(*self._blocking)
         except BaseException:
             # The ledger failed (or we are cancelled): stop every other attempt's processes and
             # wait for them; their rows stay `running` for the next run to reconcile.
@@ -211,26 +232,68 @@ class Scheduler:
             faults.pause_point("exited")
             finished = self.ledger.finish_attempt(attempt.attempt_id, attempt.job_id, outcome, duration)
             self.on_event(Event(EventKind.FINISHED, job, attempt.number, slot, outcome, duration, stderr_log))
-            self._follow_up(queued, slot, outcome)
-        if slot in self.pool.slots:  # not the stand-in slot of an attempt followed beyond the cap
+            self._follow_up(queued, slot, outcome, attempt)
+        if self.pool.holds(slot):  # not the stand-in slot of an attempt followed beyond the cap
             self.pool.give_back(slot)
         self._wake.set()
         if finished is not None:
             # The result is queued: it is committed even if this task is cancelled while it waits.
             await finished
 
-    def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome) -> None:
-        """Queue the next attempt of a job that failed, when its failure allows one."""
-        if outcome.succeeded or self._stop.is_set():
-            return
+    def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome, attempt: Attempt) -> None:
+        """Queue what follows an attempt: the jobs that were waiting for it when it succeeded, its
+        next attempt when its failure allows one, else block the jobs behind it."""
         job, tries = queued.job, queued.tries
+        if outcome.succeeded:
+            self._release(job.key, slot)
+            return
+        if self._stop.is_set():
+            return  # what waits stays pending for the next run
         adapted = job.adapt_argv(queued.argv, outcome.failure_class) if job.adapt_argv else None
         if adapted is not None:
             self.on_event(Event(EventKind.RETRYING, job, tries, slot, outcome))
-            self._queue.append(Queued(job, queued.job_id, tries, adapted))
+            heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, tries, adapted)))
         elif self._should_retry(outcome, tries):
             self.on_event(Event(EventKind.RETRYING, job, tries + 1, slot, outcome))
-            self._queue.append(Queued(job, queued.job_id, tries + 1, queued.argv))
+            heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, tries + 1, queued.argv)))
+        elif outcome.failure_class is not None and outcome.failure_class.value != "interrupted":
+            state = outcome.failure_class.value
+            self._block_behind(job.key, f"needs {job.key}, which failed ({state}); see {attempt.stderr_log}", slot)
+
+    def _release(self, key: str, slot: Slot) -> None:
+        """A job succeeded: the jobs waiting for it whose needs have all succeeded are planned
+        again from the files their needs made (inputs, fingerprint) and queued in their place."""
+        for waiting_key in self._behind.pop(key, ()):
+            entry = self._waiting.get(waiting_key)
+            if entry is None:
+                continue
+            entry[0].discard(key)
+            if not entry[0]:
+                self._enqueue(waiting_key, slot)
+
+    def _enqueue(self, key: str, slot: Slot) -> None:
+        """A job whose needs have all succeeded: planned again from the files they made (its
+        inputs and fingerprint; a job without needs is kept as planned), then queued in its place."""
+        _, rank, queued = self._waiting.pop(key)
+        job = queued.job.replan() if queued.job.replan else queued.job
+        if job.blocked_reason:  # its needs succeeded, yet an input is missing
+            self._block(Queued(job, queued.job_id, 0, job.argv), job.blocked_reason, slot)
+            self._block_behind(job.key, f"needs {job.key}, which is blocked ({job.blocked_reason})", slot)
+            return
+        heapq.heappush(self._ready, (rank, Queued(job, queued.job_id, 0, job.argv)))
+
+    def _block_behind(self, key: str, reason: str, slot: Slot) -> None:
+        """Block every job waiting, directly or through others, for the job `key`."""
+        for waiting_key in self._behind.pop(key, ()):
+            entry = self._waiting.pop(waiting_key, None)
+            if entry is not None:
+                self._block(entry[2], reason, slot)
+                self._block_behind(waiting_key, reason, slot)
+
+    def _block(self, queued: Queued, reason: str, slot: Slot) -> None:
+        self._blocking.append(asyncio.ensure_future(
+            self.ledger.set_job_states([(queued.job_id, JobState.BLOCKED, reason)])))
+        self.on_event(Event(EventKind.BLOCKED, queued.job, 0, slot, reason=reason))
 
     async def _follow_handle(self, job: Job, attempt: Attempt, handle: Handle, prior: PriorFile,
                              record: bool) -> Outcome | None:

@@ -13,9 +13,13 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from runner import graph, upstream
 from runner.config import Settings, SuccessRule
 from runner.jobs import FailureClass, Job, MetricsCheck
 from runner.npzmeta import NpzEntryError, read_npz_string
@@ -272,7 +276,9 @@ def npz_origin_by_view(given: tuple[str, ...]) -> dict[str, str]:
 
 
 def plan(settings: Settings) -> list[Job]:
-    """Every (dose, view, split) condition the folders hold, in the study's order."""
+    """The jobs of the chosen phases for every condition the folders hold: E per (dose, model),
+    F and G per (dose, view, split), in the study's order (E, F, G), each naming the jobs it
+    needs. Raises PlanError for folders that make no plan, GraphError for a cycle."""
     views = _chosen(settings.views, VIEWS, "view")
     splits = _chosen(settings.splits, SPLITS, "split")
     sources = npz_origin_by_view(settings.test_data)
@@ -282,16 +288,73 @@ def plan(settings: Settings) -> list[Job]:
             raise PlanError(f"--dose {dose} matches no dose_<int> folder in {settings.phase_c_root} "
                             f"(found {', '.join(map(str, found))})")
     doses = [d for d in found if not settings.doses or d in settings.doses]
-    script = compare_script(settings)
-    script_hash = hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
     manifest_meta = _manifest_metadata(settings)
     inputs = _Inputs()
-    jobs = []
-    for dose in doses:
-        for view in views:
-            for split in splits:
-                jobs.append(_job(settings, dose, view, split, sources[view], manifest_meta, script_hash, inputs))
-    return jobs
+    build: dict[str, Callable[..., Job]] = {}  # per key: the job, given what its needs will produce
+    if "E" in settings.phases:
+        train_hash = upstream._script_hash(settings.train_cmd, settings.workdir)
+        for dose in doses:
+            for model in (upstream.BASELINE, *views):
+                build[f"E/dose_{dose}/{model}"] = partial(upstream.training_job, settings, dose, model,
+                                                          script_hash=train_hash)
+    if "F" in settings.phases:
+        recon_hash = upstream._script_hash(settings.recon_cmd, settings.workdir)
+        for dose in doses:
+            for view in views:
+                for split in splits:
+                    meta = _metadata(settings, dose, view, split, manifest_meta)
+                    build[f"F/dose_{dose}/{view}/{split}"] = partial(upstream.reconstruction_job, settings, dose,
+                                                                     view, split, metadata=meta,
+                                                                     script_hash=recon_hash)
+    if "G" in settings.phases:
+        script = compare_script(settings)
+        script_hash = hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
+        for dose in doses:
+            for view in views:
+                for split in splits:
+                    build[f"dose_{dose}/{view}/{split}"] = partial(
+                        _g_job, settings, dose, view, split, sources[view], manifest_meta, script_hash)
+    return _linked(settings, build, inputs)
+
+
+def _linked(settings: Settings, build: dict[str, Callable[..., Job]], inputs: _Inputs) -> list[Job]:
+    """The jobs with their needs (by settings.phase_needs, matched by condition), each planned
+    knowing which of its inputs a job of this run will make, and able to plan itself again from
+    the files once its needs succeeded."""
+    jobs = {key: make(inputs) for key, make in build.items()}
+    linked = []
+    for key, job in jobs.items():
+        wanted = settings.phase_needs.get(job.phase, ())
+        needs = tuple(k for k, other in jobs.items() if other.phase in wanted and _serves(other, job))
+        if not needs:
+            linked.append(job)
+            continue
+        produced = frozenset(p for k in needs for p in upstream.produces(jobs[k]))
+        make = build[key]
+        job = make(inputs, produced=produced)
+        linked.append(replace(job, needs=needs, replan=partial(_replanned, make, needs)))
+    return graph.topological(linked)
+
+
+def _replanned(make: Callable[..., Job], needs: tuple[str, ...]) -> Job:
+    """The job planned again from the files as they are now (its needs have made them)."""
+    return replace(make(_Inputs()), needs=needs)
+
+
+def _serves(need: Job, job: Job) -> bool:
+    """Whether `need`'s outputs are inputs of `job`: same dose, same view (a baseline serves every
+    view), and same split where both have one."""
+    a, b = need.condition, job.condition
+    return a["dose"] == b["dose"] \
+        and (a["view"] == b["view"] or upstream.BASELINE in (a["view"], b["view"])) \
+        and (a.get("split") is None or b.get("split") is None or a["split"] == b["split"])
+
+
+def _metadata(settings: Settings, dose: int, view: str, split: str, manifest_meta: dict) -> dict[str, Any]:
+    """The Phase D metadata of a condition: from its view file, else Phase F's manifest."""
+    view_npz = _view_npz(settings, dose, view, split)
+    return (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get((dose, view, split)) \
+        or dict.fromkeys(METADATA_FIELDS)
 
 
 def smaller_chunks(argv: tuple[str, ...], failure: FailureClass | None) -> tuple[str, ...] | None:
@@ -323,8 +386,10 @@ def smaller_chunks(argv: tuple[str, ...], failure: FailureClass | None) -> tuple
     return tuple(argv) if changed else None
 
 
-def _job(settings: Settings, dose: int, view: str, split: str, test_source: str,
-         manifest_meta: dict, script_hash: str, known: _Inputs) -> Job:
+def _g_job(settings: Settings, dose: int, view: str, split: str, test_source: str, manifest_meta: dict,
+           script_hash: str, known: _Inputs, produced: frozenset[str] = frozenset()) -> Job:
+    """G(dose, view, split): the comparison. An input in `produced` is made by a job this one
+    needs, so its absence now does not block the job."""
     # Plain strings, not Path joins: a plan of 10,000 jobs builds 100,000 paths.
     e_root = f"{settings.phase_e_root}/dose_{dose}"
     pinn_dir, baseline_dir = f"{e_root}/{view}/gs2", f"{e_root}/baseline/gs1"
@@ -333,13 +398,15 @@ def _job(settings: Settings, dose: int, view: str, split: str, test_source: str,
         test_data = str(view_npz or f"{settings.phase_d_root or '<no --phase-d-root>'}/dose_{dose}/{view}/{view}_{split}.npz")
     else:
         test_data = f"{settings.phase_c_root}/dose_{dose}/patched_{split}.npz"
-    reconstruction = str(_reconstruction_path(settings, dose, view, split))
+    reconstruction = upstream.reconstruction_npz(settings, dose, view, split) if "F" in settings.phases \
+        else str(_reconstruction_path(settings, dose, view, split))
     output_dir = f"{settings.artifact_root}/dose_{dose}/{view}/{split}"
 
-    problems = [known.model_problem(pinn_dir, settings.checkpoint_name, "PINN"),
-                known.model_problem(baseline_dir, settings.checkpoint_name, "baseline")]
+    problems = [known.model_problem(folder, settings.checkpoint_name, what) if folder not in produced else None
+                for folder, what in ((pinn_dir, "PINN"), (baseline_dir, "baseline"))]
     problems += [f"missing test data {test_data}" if not os.path.isfile(test_data) else None,
-                 f"missing reconstruction {reconstruction}" if not os.path.isfile(reconstruction) else None]
+                 f"missing reconstruction {reconstruction}"
+                 if reconstruction not in produced and not os.path.isfile(reconstruction) else None]
     blocked = "; ".join(p for p in problems if p) or None
 
     metadata = (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get((dose, view, split)) \

@@ -6,7 +6,8 @@ from pathlib import Path
 from fixture_study import make_study
 from helpers import ledger_rows, run_runner
 
-from runner.scheduler import longest_first
+from runner.graph import launch_order
+from runner.jobs import Job
 
 
 def started_order(record: Path) -> list[str]:
@@ -25,9 +26,10 @@ def set_durations(ledger: Path, seconds: dict[str, float]) -> None:
     conn.close()
 
 
-def test_longest_first_puts_unknown_jobs_first_then_the_longest():
-    work = [("a", 1), ("b", 2), ("c", 3), ("d", 4), ("e", 5)]
-    assert longest_first(work, {1: 5.0, 2: 60.0, 4: 5.0}) == [("c", 3), ("e", 5), ("b", 2), ("a", 1), ("d", 4)]
+def test_without_needs_unknown_jobs_go_first_then_the_longest():
+    jobs = [Job(key, (), Path("."), Path("."), None) for key in "abcde"]
+    ordered = launch_order(jobs, {"a": 5.0, "b": 60.0, "d": 5.0})
+    assert [job.key for job in ordered] == ["c", "e", "b", "a", "d"]
 
 
 def test_a_rerun_launches_never_run_jobs_first_then_the_longest_by_the_ledger(tmp_path):
