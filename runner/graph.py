@@ -9,6 +9,7 @@ model) start first and the short jobs fill the slots at the end.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from runner.jobs import Job
 
@@ -89,8 +90,10 @@ def critical_paths(jobs: list[Job], seconds: dict[str, float]) -> dict[str, floa
 def launch_order(jobs: list[Job], durations: dict[str, float]) -> list[Job]:
     """The jobs by critical path, longest first; among equals, a job whose duration is a guess
     first (running it teaches the next run), then plan order. Without needs this is longest
-    first with the never-run jobs leading."""
-    seconds, guessed = estimates(jobs, durations)
-    path = critical_paths(jobs, seconds)
+    first with the never-run jobs leading. Needs outside `jobs` (already done) are ignored."""
+    keys = {job.key for job in jobs}
+    among = [replace(job, needs=tuple(n for n in job.needs if n in keys)) for job in jobs]
+    seconds, guessed = estimates(among, durations)
+    path = critical_paths(among, seconds)
     position = {job.key: i for i, job in enumerate(jobs)}
     return sorted(jobs, key=lambda job: (-path[job.key], job.key not in guessed, position[job.key]))

@@ -16,8 +16,9 @@ def _npz(path: Path, **arrays) -> None:
     np.savez(path, **arrays)
 
 
-def make_study(root: Path, doses=(1000, 10000, 100000), metadata_in="npz") -> Path:
-    """A study tree with every input of every condition (tiny arrays, real formats)."""
+def make_study(root: Path, doses=(1000, 10000, 100000), metadata_in="npz", upstream=True) -> Path:
+    """A study tree with every input of every condition (tiny arrays, real formats). Without
+    `upstream`, only the data (Phases C and D): the models and reconstructions are to be made."""
     n, size = 4, 8
     for dose in doses:
         for split in SPLITS:
@@ -26,7 +27,7 @@ def make_study(root: Path, doses=(1000, 10000, 100000), metadata_in="npz") -> Pa
                  probeGuess=np.ones((size, size), np.complex64),
                  objectGuess=np.ones((16, 16), np.complex64),
                  xcoords=np.arange(n, dtype=np.float64), ycoords=np.arange(n, dtype=np.float64))
-        for folder in ("baseline/gs1", "dense/gs2", "sparse/gs2"):
+        for folder in ("baseline/gs1", "dense/gs2", "sparse/gs2") if upstream else ():
             model = root / f"phase_e/dose_{dose}/{folder}"
             model.mkdir(parents=True, exist_ok=True)
             (model / "model.pt").write_bytes(b"weights")
@@ -39,11 +40,14 @@ def make_study(root: Path, doses=(1000, 10000, 100000), metadata_in="npz") -> Pa
                 if metadata_in == "npz":
                     arrays["_metadata"] = np.array(json.dumps(meta))
                 _npz(root / f"phase_d/dose_{dose}/{view}/{view}_{split}.npz", **arrays)
-                _npz(root / f"phase_f/dose_{dose}/{view}/{split}/ptychi_reconstruction.npz",
-                     reconstructed_object=np.ones((16, 16), np.complex64), algorithm=np.array("ePIE"))
+                if upstream:
+                    _npz(root / f"phase_f/dose_{dose}/{view}/{split}/ptychi_reconstruction.npz",
+                         reconstructed_object=np.ones((16, 16), np.complex64), algorithm=np.array("ePIE"))
     if metadata_in == "manifest":
         results = [{"dose": d, "view": v, "split": s, "selection_strategy": "greedy",
                     "acceptance_rate": 0.008, "spacing_threshold": 38.4, "n_accepted": 42,
                     "n_rejected": 5046} for d in doses for v in VIEWS for s in SPLITS]
         (root / "phase_f/reconstruction_manifest.json").write_text(json.dumps({"execution_results": results}))
+    for phase in ("phase_e", "phase_f"):
+        (root / phase).mkdir(exist_ok=True)
     return root
