@@ -136,7 +136,7 @@ ORDER BY j.plan_order;
 -- name: status_jobs
 -- One line per job for `runner status` (status.py adds a running job's time so far: the same
 -- CASE as in status_jobs_json would cost a third of this query).
-SELECT key, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
+SELECT key, phase, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
        failure_class, detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
 FROM condition_grid;
 
@@ -144,7 +144,7 @@ FROM condition_grid;
 -- The rows of status_jobs as one JSON array, built by SQLite (a running job's duration is its
 -- time so far): at 10,000 jobs, twice as fast as making Python objects and encoding them.
 SELECT json_group_array(json_object(
-    'key', key, 'dose', dose, 'view', view, 'split', split, 'state', state,
+    'key', key, 'phase', phase, 'dose', dose, 'view', view, 'split', split, 'state', state,
     'latest_attempt', latest_attempt, 'device', device, 'started_at', started_at,
     'duration_s', CASE WHEN state = 'running' AND started_at IS NOT NULL
                        THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
@@ -164,7 +164,7 @@ SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, g
 FROM runs ORDER BY run_id DESC LIMIT 1;
 
 -- name: report_conditions
--- Every condition with its latest attempt and, when it has one, its standing success.
+-- Every comparison (phase G) with its latest attempt and, when it has one, its standing success.
 SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, g.failure_class,
        g.detail, g.stdout_log, g.stderr_log, g.selection_strategy, g.acceptance_rate,
        g.spacing_threshold, g.n_accepted, g.n_rejected, j.output_dir,
@@ -173,6 +173,7 @@ SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, 
 FROM condition_grid g
 JOIN jobs j USING (job_id)
 LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
+WHERE g.phase = 'G'
 ORDER BY g.plan_order;
 
 -- name: report_metrics
@@ -183,3 +184,19 @@ SELECT key, model, metric, amplitude, phase, value FROM study_metrics;
 -- Every run, oldest first, for the report's provenance.
 SELECT run_id, started_at, ended_at, outcome, host, user, argv, runner_version, git_commit, slots
 FROM runs ORDER BY run_id;
+
+-- name: report_phase_jobs
+-- Every training (E) and reconstruction (F) with its latest attempt and, when it has one, its
+-- standing success; the argv of that success (else the planned one) names a training's model folder.
+SELECT g.phase, g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.failure_class, g.detail,
+       g.stderr_log, j.cwd, COALESCE(s.argv, j.argv) AS argv,
+       s.number AS success_attempt, s.device AS success_device, s.duration_s AS success_duration_s
+FROM condition_grid g
+JOIN jobs j USING (job_id)
+LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
+WHERE g.phase IN ('E', 'F')
+ORDER BY g.plan_order;
+
+-- name: report_phase_results
+-- The numbers each standing training and reconstruction reported.
+SELECT key, metric, value FROM phase_results;

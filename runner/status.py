@@ -25,6 +25,9 @@ def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict |
     return read_snapshot(ledger, read)
 
 
+PHASE_NAMES = {"E": "training", "F": "Pty-Chi reconstruction", "G": "comparison"}
+
+
 def _time_so_far(started_at: str | None) -> float | None:
     if not started_at:
         return None
@@ -58,11 +61,21 @@ def text(ledger: Path) -> str:
         lines.append(f"ledger {ledger}: run {run['run_id']} on {run['host']} "
                      f"started {run['started_at']}, {ended}")
     lines.append(f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log")
-    (key, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
+    (key, phase, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
      slurm_job, slurm_node, slurm_state) = map(columns.index, (
-        "key", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code", "failure_class",
-        "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state"))
+        "key", "phase", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code",
+        "failure_class", "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state"))
+    by_phase: dict[str, dict[str, int]] = {}
     for job in rows:
+        counted = by_phase.setdefault(job[phase], {})
+        counted[job[state]] = counted.get(job[state], 0) + 1
+    grouped = len(by_phase) > 1  # a run of several phases: a heading per phase
+    shown = None
+    for job in rows:
+        if grouped and job[phase] != shown:
+            shown = job[phase]
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(by_phase[shown].items()))
+            lines.append(f"-- Phase {shown}: {PHASE_NAMES.get(shown, '')} ({counts})")
         if job[state] == "blocked":
             outcome, log = "blocked", job[detail]
         else:
