@@ -291,3 +291,28 @@ def test_an_attempt_whose_job_id_was_never_recorded_is_found_by_its_job_name(stu
     (row,) = attempts(study)
     assert (row["state"], row["slurm_job_id"]) == ("succeeded", job_id)
     assert len(records(record)) == 1
+
+
+def test_the_job_graph_runs_on_slurm_and_a_failed_training_leaves_nothing_queued(tmp_path, slurm_conf):
+    """The runner submits each job once its needs have succeeded: a job behind a failure is never
+    submitted, so nothing of the study can wait in the queue for ever (an afterok chain would)."""
+    study = make_study(tmp_path / "study", doses=(1000,), upstream=False)
+    fake = Path(__file__).resolve().parent.parent / "fake_upstream.py"
+    env = runner_env(None, None, FAKE_UPSTREAM_BEHAVIOUR=json.dumps({"E/dose_1000/dense": {"exit": 1}}))
+    result = run_runner(study, *SLURM, "--phases", "E,F,G", *DOSE, "--max-parallel", "4",
+                        "--train-cmd", f"{sys.executable} {fake}", "--recon-cmd", f"{sys.executable} {fake}",
+                        env=env, timeout=300)
+    assert result.returncode == 1, result.stderr
+    states = {r["key"]: r["state"] for r in ledger_rows(ledger(study), "SELECT key, state FROM jobs")}
+    assert states.pop("E/dose_1000/dense") == "failed"
+    assert states.pop("dose_1000/dense/train") == states.pop("dose_1000/dense/test") == "blocked"
+    assert set(states.values()) == {"succeeded"}
+    rows = attempts(study)
+    assert len(rows) == 9 and all(r["backend"] == "slurm" and r["slurm_job_id"] for r in rows)
+    assert not {"dose_1000/dense/train", "dose_1000/dense/test"} & {r["key"] for r in rows}  # never submitted
+    ended = {r["key"]: r["ended_at"] for r in rows}
+    for key in ("dose_1000/sparse/train", "dose_1000/sparse/test"):  # submitted after its needs ended
+        started = next(r["started_at"] for r in rows if r["key"] == key)
+        assert started >= max(ended["E/dose_1000/sparse"], ended["E/dose_1000/baseline"])
+    for row in rows:
+        assert squeue_state(row["slurm_job_id"]) in ("", "COMPLETED", "FAILED")
