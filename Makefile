@@ -42,11 +42,13 @@ run: setup
 	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (the folder holding phase_c ... phase_f)"; exit 2; }
 	$(BIN)/python -m runner run --study-root '$(STUDY)' $(ARGS)
 
-# The main job: generate the demo study (or reuse it), run every comparison, write the report and
-# show its headline. The report is written even when a comparison failed; make then exits non-zero.
+# The main job: generate the demo study's data (Phases C and D, or reuse them), then run its
+# trainings, Pty-Chi reconstructions and comparisons as one graph of jobs (Phases E, F, G: what a
+# run finished is kept, so an interrupted `make demo` resumes), then write the report and show its
+# headline. The report is written even when a job failed; make then exits non-zero.
 DEMO ?= demo_study
 demo: setup
-	@if [ -f '$(DEMO)/study.json' ]; then echo "reusing the demo study in $(DEMO)"; \
-	else $(BIN)/python scripts/make_synthetic_study.py --out '$(DEMO)' --preset demo; fi
-	@rc=0; $(BIN)/python -m runner run --study-root '$(DEMO)' --max-parallel 2 $(ARGS) || rc=$$?; \
+	@if [ -f '$(DEMO)/runner.toml' ]; then echo "reusing the demo data in $(DEMO)"; \
+	else $(BIN)/python scripts/make_synthetic_study.py --out '$(DEMO)' --preset demo --phases C,D --overwrite; fi
+	@rc=0; $(BIN)/python -m runner run --config '$(DEMO)/runner.toml' --max-parallel 2 $(ARGS) || rc=$$?; \
 	$(BIN)/python -m runner report --artifact-root '$(DEMO)/analysis' || rc=$$?; exit $$rc

@@ -82,8 +82,13 @@ def training_jobs(root: Path, preset: Preset, seed: int, device: str) -> list[tu
             "--train_data_file", str(folder / "patched_train.npz"),
             "--test_data_file", str(folder / "patched_test.npz"),
             "--output_dir", str(root / "phase_e" / f"dose_{dose}" / "baseline" / "gs1"), "--gridsize", "1"]))
-    common = ["--preset", preset.name, "--seed", str(seed), "--device", device, "--quiet"]
+    common = [*training_options(preset, seed), "--device", device]
     return [(label, [sys.executable, str(TRAIN_SCRIPT), *argv, *common]) for label, argv in jobs]
+
+
+def training_options(preset: Preset, seed: int) -> list[str]:
+    """What scripts/train_model.py needs beside PtychoPINN's flags to train as this study does."""
+    return ["--preset", preset.name, "--seed", str(seed), "--quiet"]
 
 
 def phase_e(root: Path, preset: Preset, seed: int, device: str) -> None:
@@ -130,10 +135,36 @@ def _ptychi_settings(preset: Preset, seed: int, device: str) -> PtychiSettings:
 def _reconstruct_command(view_npz: Path, output_dir: Path, settings: PtychiSettings) -> list[str]:
     """scripts/reconstruct_ptychi.py's argv for one view (PtychoPINN's Phase F command line)."""
     return [sys.executable, str(RECONSTRUCT_SCRIPT), "--input-npz", str(view_npz),
-            "--output-dir", str(output_dir), "--algorithm", settings.algorithm,
-            "--num-epochs", str(settings.num_epochs), "--batch-size", str(settings.batch_size),
-            "--noise-model", settings.noise_model, "--no-refine-probe", "--seed", str(settings.seed),
-            "--device", settings.device, "--quiet"]
+            "--output-dir", str(output_dir), *reconstruction_options(settings), "--device", settings.device]
+
+
+def reconstruction_options(settings: PtychiSettings) -> list[str]:
+    """The solver's settings as scripts/reconstruct_ptychi.py's flags."""
+    return ["--algorithm", settings.algorithm, "--num-epochs", str(settings.num_epochs),
+            "--batch-size", str(settings.batch_size), "--noise-model", settings.noise_model,
+            "--no-refine-probe", "--seed", str(settings.seed), "--quiet"]
+
+
+RUNNER_CONFIG = "runner.toml"
+
+
+def write_runner_config(root: Path, preset: Preset, seed: int) -> Path:
+    """runner.toml: how `python -m runner run --config` trains, reconstructs and compares this
+    study as one graph of jobs, with the preset's schedule and solver (the device is the slot's)."""
+    def listed(values: list[str]) -> str:
+        return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+    text = (f"# Phases E, F and G of this study (preset {preset.name}, seed {seed}) as one graph of jobs:\n"
+            f"#   python -m runner run --config {RUNNER_CONFIG}\n"
+            "# Paths are relative to this file. Flags given on the command line win.\n"
+            'study_root = "."\n'
+            'phases = ["E", "F", "G"]\n'
+            f"train_args = {listed(training_options(preset, seed))}\n"
+            f"recon_args = {listed(reconstruction_options(_ptychi_settings(preset, seed, 'auto')))}\n"
+            "# On a GPU a training takes the whole device, two reconstructions or four comparisons share one.\n"
+            "jobs_per_gpu = { E = 1, F = 2, G = 4 }\n")
+    path = root / RUNNER_CONFIG
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _last_line(stderr: str) -> str:
@@ -219,4 +250,5 @@ def run_study(root: Path, preset: Preset, seed: int, device: str,
         log.info("phase %s done in %.1f s", name, timings[name])
         _write_json(record, {"preset": asdict(preset), "seed": seed, "device": device,
                              "torch": torch.__version__, "phase_seconds": {**earlier, **timings}})
+    write_runner_config(root, preset, seed)  # last: its presence says the data is complete
     return timings

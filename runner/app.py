@@ -78,6 +78,7 @@ def dry_run(settings: Settings) -> tuple[list[Job], list[Path]]:
     """The plan in launch order (by the durations an existing ledger knows), written as the
     reference's dry run does (manifest and numbered summary of the comparisons) and, with
     phases E or F, as job_graph.json."""
+    make_phase_roots(settings)
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
     durations = known_durations(settings.ledger) if settings.order is Order.LONGEST_FIRST else {}
@@ -128,8 +129,19 @@ def make_pool(settings: Settings, slots: list[Slot]) -> SlotPool:
     return SlotPool(slots, seat_costs(settings.jobs_per_gpu, on_gpu), settings.max_parallel if on_gpu else None)
 
 
+def make_phase_roots(settings: Settings) -> None:
+    """The folders the run's trainings and reconstructions write into."""
+    for phase, root in (("E", settings.phase_e_root), ("F", settings.phase_f_root)):
+        if phase in settings.phases:
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot make the Phase {phase} folder {root} ({exc.strerror})") from None
+
+
 def run(settings: Settings, warn: Callable[[str], None]) -> RunSummary:
     """Plan, check and lock, then run the study; `warn` hears what the user should know."""
+    make_phase_roots(settings)
     jobs = plan(settings)
     ensure_writable(settings.artifact_root)
     check_compare_command(settings)

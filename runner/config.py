@@ -343,8 +343,10 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
                         ("phase-f-root", phase["phase_f"]), ("artifact-root", artifact)]:
         if value is None:
             raise ConfigError(f"--{name} is required (or --study-root holding phase_c ... phase_f)")
+    phases = _phase_list(merged.get("phases") or merged.get("phase") or "G", "--phases")
     for name in ("phase_c", "phase_e", "phase_f"):
-        if not phase[name].is_dir():
+        made_here = name[-1].upper() in phases  # a phase of this run makes its folder
+        if not phase[name].is_dir() and not (made_here and not phase[name].exists()):
             raise ConfigError(f"--{name.replace('_', '-')}-root {phase[name]} is not a folder")
     if phase["phase_d"] is not None and not phase["phase_d"].is_dir():
         if "phase_d_root" in merged:
@@ -377,7 +379,7 @@ def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
         views=_texts(merged.get("views") or merged.get("view") or ()),
         splits=_texts(merged.get("splits") or merged.get("split") or ()),
         compare_cmd=compare_cmd, compare_args=compare_args,
-        phases=_phase_list(merged.get("phases") or merged.get("phase") or "G", "--phases"),
+        phases=phases,
         train_cmd=_command(merged, "train_cmd", DEFAULT_TRAIN_CMD), train_args=_args(merged, "train_arg"),
         recon_cmd=_command(merged, "recon_cmd", DEFAULT_RECON_CMD), recon_args=_args(merged, "recon_arg"),
         phase_needs=_phase_needs(merged.get("phase_needs")),

@@ -190,6 +190,8 @@ def _fresh_sibling_rows(path: Path, before: FileId | None) -> list[MetricRow]:
 # The numbers a result file holds that become the attempt's metrics: a training's model.json
 # (its provenance) and a reconstruction's NPZ.
 SUMMARY_NPZ_NUMBERS = ("computation_time_s", "n_iterations", "cost_history")
+SUMMARY_JSON_NUMBERS = ("final_loss", "final_nll_excess", "held_out_loss", "held_out_nll_excess", "steps",
+                        "planned_steps", "train_seconds", "n_train")
 ZIP_SUFFIXES = (".pt", ".zip", ".npz")
 
 
@@ -241,8 +243,8 @@ def _summary_rows(check: OutputsCheck) -> list[MetricRow]:
         if path.suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             data = data.get("provenance", data) if isinstance(data, dict) else {}
-            numbers = {k: float(v) for k, v in data.items() if isinstance(v, (int, float))
-                       and not isinstance(v, bool) and math.isfinite(v)}
+            numbers = {k: float(v) for k, v in data.items() if k in SUMMARY_JSON_NUMBERS
+                       and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         elif path.suffix == ".npz":
             for key in SUMMARY_NPZ_NUMBERS:
                 value = read_npz_number(path, key)

@@ -3,7 +3,8 @@
     python scripts/make_synthetic_study.py --out DIR [--preset tiny|demo|full] [--doses 1000 ...]
         [--seed 42] [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
 
-`--phases C,D` makes only the data (the runner can then train and reconstruct); a later call with
+`--phases C,D` makes only the data and `runner.toml`, the runner's settings for the rest of this
+study (`python -m runner run --config DIR/runner.toml` trains, reconstructs and compares); a later call with
 `--phases E,F` (or E, or F) adds the models or reconstructions to that study, with its preset, seed
 and doses.
 
@@ -109,6 +110,7 @@ def _prepare(out: Path, phases: tuple[str, ...]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if "C" in phases:
         (out / "study.json").unlink(missing_ok=True)
+        (out / "runner.toml").unlink(missing_ok=True)
     for phase in (PHASE_FOLDERS if "C" in phases else phases):
         shutil.rmtree(out / PHASE_FOLDERS[phase], ignore_errors=True)
 
