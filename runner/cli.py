@@ -186,7 +186,7 @@ def command_report(args: argparse.Namespace) -> int:
     except report.NothingToReport as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return 1
-    for problem in (files.plot_problem, files.downstream_problem):
+    for problem in (files.plot_problem, files.downstream_problem, files.training_problem):
         if problem:
             print(f"runner: warning: {problem}", file=sys.stderr)
     print(report.headline_text(summary))
@@ -197,6 +197,10 @@ def command_report(args: argparse.Namespace) -> int:
               f"{problem['log_path'] or problem['detail'] or ''}")
     print(f"report: {files.html}")
     print(f"also: {files.summary}, {files.table}, {files.deltas}, {len(files.plots)} plots in {out / 'plots'}")
+    phases = report.phase_text(summary)
+    if phases:  # only ledgers with trainings or reconstructions
+        print(phases)
+        print(f"trainings and reconstructions: {files.phase_summary}")
     return 0
 
 

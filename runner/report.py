@@ -12,20 +12,24 @@ import csv
 import json
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from runner.ledger import QUERIES, LedgerError, read_snapshot
 from runner.manifest import write_atomic
-from runner.report_format import COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, delta_cell, fmt, headline, mean, model_order
+from runner.report_format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt, headline, mean,
+                                  model_order, seconds, short)
 from runner.study import OTHER_ARMS, PINN
 
 # Metrics where a larger value is better; for the others (mae, mse) smaller is better.
 HIGHER_IS_BETTER = {"ssim", "ms_ssim", "psnr", "frc50", "frc1over7"}
 DELTAS = tuple((PINN, other) for other in OTHER_ARMS)
 PLOT_TIMEOUT_S = 300
+# The report's sections on trainings and reconstructions: in phase_summary.json, never in
+# metrics_summary.json, whose format is PtychoPINN's.
+PHASE_SECTIONS = ("training", "reconstructions")
 
 
 class NothingToReport(Exception):
@@ -41,13 +45,17 @@ class Files:
     plots: list[Path]
     plot_problem: str | None
     downstream_problem: str | None = None  # why PtychoPINN's files in the artifact root were not refreshed
+    phase_summary: Path | None = None  # the trainings and reconstructions, when the ledger has any
+    training_curves: Path | None = None
+    training_problem: str | None = None  # why the training curves were not drawn
 
 
 def read_ledger(ledger: Path) -> dict:
-    """One consistent snapshot of conditions, metrics and runs."""
+    """One consistent snapshot of the comparisons, their metrics, the runs, and the trainings and
+    reconstructions with their numbers."""
     def read(conn) -> dict:
         return {name: [dict(r) for r in conn.execute(QUERIES[f"report_{name}"])]
-                for name in ("conditions", "metrics", "runs")}
+                for name in ("conditions", "metrics", "runs", "phase_jobs", "phase_results")}
     return read_snapshot(ledger, read)
 
 
@@ -123,9 +131,7 @@ def build(snapshot: dict, ledger: Path) -> dict:
                              "metrics": {m: dict(v) for m, v in by_key[c["key"]].items()},
                              "scalars": scalars.get(c["key"], {}), "phase_d": meta})
         if c["state"] != "succeeded":
-            problems.append({**base, "attempt": c["latest_attempt"],
-                             "failure_class": "blocked" if c["state"] == "blocked" else
-                             (c["failure_class"] or ("not run" if c["state"] == "pending" else None)),
+            problems.append({**base, "attempt": c["latest_attempt"], "failure_class": _failure_class(c),
                              "detail": c["detail"], "log_path": c["stderr_log"],
                              "earlier_success_reported": c["success_attempt"] is not None})
     runs = [{**r, "argv": json.loads(r["argv"]), "slots": json.loads(r["slots"] or "[]")}
@@ -149,6 +155,79 @@ def build(snapshot: dict, ledger: Path) -> dict:
         "provenance": {"runs": runs,
                        "devices": sorted({j["device"] or "cpu" for j in reported})},
     }
+
+
+def _failure_class(job: dict) -> str | None:
+    return "blocked" if job["state"] == "blocked" else \
+        (job["failure_class"] or ("not run" if job["state"] == "pending" else None))
+
+
+def _model_dir(job: dict) -> str | None:
+    """A training's model folder: the --output_dir of its command, from the folder it ran in."""
+    argv = json.loads(job["argv"])
+    if "--output_dir" not in argv[:-1]:
+        return None
+    return str(Path(job["cwd"] or ".") / argv[argv.index("--output_dir") + 1])
+
+
+def _whole(value: float | None) -> int | None:
+    """Steps and iterations, which the ledger holds as reals."""
+    return None if value is None else int(value)
+
+
+def phase_sections(snapshot: dict) -> dict:
+    """One row per training and per reconstruction: its state (why and where its log is when it
+    has not succeeded) and the numbers its standing success reported."""
+    numbers: dict = defaultdict(dict)
+    for row in snapshot["phase_results"]:
+        numbers[row["key"]][row["metric"]] = row["value"]
+    sections: dict = {name: [] for name in PHASE_SECTIONS}
+    for job in snapshot["phase_jobs"]:
+        found, ok = numbers[job["key"]], job["state"] == "succeeded"
+        done = job["success_attempt"] is not None
+        row = {"key": job["key"], "dose": job["dose"], "state": job["state"], "attempt": job["latest_attempt"],
+               "failure_class": None if ok else _failure_class(job), "detail": None if ok else job["detail"],
+               "log_path": None if ok else job["stderr_log"], "success_attempt": job["success_attempt"],
+               "wall_time_s": job["success_duration_s"], "device": (job["success_device"] or "cpu") if done else None}
+        if job["phase"] == "E":
+            # A PINN's loss is its NLL excess when it logged one; a baseline's is its weighted error.
+            loss = next((k for k in ("nll_excess", "loss") if f"final_{k}" in found), None)
+            held_out = next((found[k] for k in ("held_out_nll_excess", "held_out_loss") if k in found), None)
+            sections["training"].append({**row, "model": job["view"], "loss": loss,
+                                         "final_loss": found.get(f"final_{loss}"), "held_out_loss": held_out,
+                                         "steps": _whole(found.get("steps")), "model_dir": _model_dir(job)})
+        else:
+            sections["reconstructions"].append({**row, "view": job["view"], "split": job["split"],
+                                                "final_cost": found.get("final_cost"),
+                                                "n_iterations": _whole(found.get("n_iterations")),
+                                                "computation_time_s": found.get("computation_time_s")})
+    return sections
+
+
+def phase_text(summary: dict) -> str:
+    """A few lines on the trainings and reconstructions; empty when the ledger has none."""
+    def training(r: dict) -> str:
+        return (f"{r['loss']} {short(r['final_loss'])}  held-out {short(r['held_out_loss'])}  "
+                f"{count(r['steps'])} steps  {seconds(r['wall_time_s'])} s  {r['device']}")
+
+    def reconstruction(r: dict) -> str:
+        return (f"final cost {short(r['final_cost'])}  {count(r['n_iterations'])} iterations  "
+                f"{seconds(r['computation_time_s'])} s (wall {seconds(r['wall_time_s'])} s)  {r['device']}")
+    lines = []
+    for name, title, noun, numbers in (("training", "Phase E", "trainings", training),
+                                       ("reconstructions", "Phase F", "reconstructions", reconstruction)):
+        rows = summary[name]
+        if not rows:
+            continue
+        states = Counter(r["state"] for r in rows)
+        lines.append(f"{title}: {len(rows)} {noun}, {states.pop('succeeded', 0)} succeeded"
+                     + "".join(f", {n} {state}" for state, n in sorted(states.items())))
+        width = max(len(r["key"]) for r in rows)
+        for r in rows:
+            tail = numbers(r) if r["state"] == "succeeded" else \
+                f"{r['state']} ({r['failure_class']}) {r['log_path'] or r['detail'] or ''}".rstrip()
+            lines.append(f"  {r['key']:<{width}}  {tail}")
+    return "\n".join(lines)
 
 
 def deltas_text(summary: dict) -> str:
@@ -227,6 +306,32 @@ def draw_plots(table: Path, condition: dict, out: Path, python: str, checkout: P
     return made, None
 
 
+def draw_training_curves(training: list[dict], out: Path, python: str,
+                         checkout: Path) -> tuple[Path | None, str | None]:
+    """Run the training-curve script on the study the trained models are in; return the PNG, or
+    why there is none. No succeeded training: nothing to draw, and nothing to say."""
+    folders = [Path(t["model_dir"]) for t in training if t["success_attempt"] is not None and t["model_dir"]]
+    if not folders:
+        return None, None
+    script = checkout / "scripts" / "plot_training.py"
+    if not script.is_file():
+        return None, f"no training curves: {script} is not here (run the report from a checkout)"
+    # A model folder is STUDY/phase_e/dose_D/MODEL/gsN.
+    study = folders[0].parents[3] if len(folders[0].parents) > 3 else folders[0]
+    target = out / "training_curves.png"
+    out.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)  # an earlier report's curves must not pass for this one's
+    argv = [python, str(script), "--study", str(study), "--out", str(target)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PLOT_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"no training curves: the plotting script did not finish ({exc})"
+    if done.returncode != 0 or not target.is_file():
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        return None, f"no training curves: {last}"
+    return target, None
+
+
 def write_report(ledger: Path, out: Path, condition: str | None = None,
                  python: str = sys.executable) -> tuple[dict, Files]:
     from runner import downstream
@@ -234,6 +339,7 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
 
     snapshot = read_ledger(ledger)
     summary = build(snapshot, ledger)
+    phases = phase_sections(snapshot)
     if not summary["jobs"]:
         raise NothingToReport(f"the ledger {ledger} holds no succeeded comparison yet "
                               f"({summary['n_jobs']} conditions); run `python -m runner run` first")
@@ -250,11 +356,21 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     files_summary, files_deltas = out / "metrics_summary.json", out / "deltas.txt"
     write_atomic(files_summary, json.dumps(downstream.report_summary(summary, snapshot, phase_c_root,
                                                                      artifact_root.parent), indent=2) + "\n")
+    summary.update(phases)  # after metrics_summary.json: report_summary copies the summary's fields
     write_atomic(files_deltas, deltas_text(summary))
     table = out / "study_table.csv"
     write_table(summary, table)
     shown = montage_condition(summary, condition)
-    plots, problem = draw_plots(table, shown, out / "plots", python, Path(__file__).resolve().parent.parent)
+    checkout = Path(__file__).resolve().parent.parent
+    plots, problem = draw_plots(table, shown, out / "plots", python, checkout)
+    curves, curves_problem = draw_training_curves(phases["training"], out / "plots", python, checkout)
+    phase_file = None
+    if any(phases.values()):  # a ledger of comparisons alone gets exactly the files it always got
+        phase_file = out / "phase_summary.json"
+        write_atomic(phase_file, json.dumps({"generated_at": summary["generated_at"], "ledger": str(ledger),
+                                             **phases, "training_curves": curves and str(curves)},
+                                            indent=2) + "\n")
     html = out / "report.html"
-    write_atomic(html, render_html(summary, plots, problem, shown["key"]))
-    return summary, Files(files_summary, files_deltas, table, html, plots, problem, refresh_problem)
+    write_atomic(html, render_html(summary, plots, problem, shown["key"], curves, curves_problem))
+    return summary, Files(files_summary, files_deltas, table, html, plots, problem, refresh_problem,
+                          phase_file, curves, curves_problem)

@@ -26,6 +26,19 @@ def fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
+def short(value: float | None) -> str:
+    """A loss or cost in four significant digits: they span orders of magnitude."""
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def count(value: int | None) -> str:
+    return "n/a" if value is None else str(value)
+
+
 PAIRED_NOTE = ("Paired differences, PtychoPINN minus the other arm, over the conditions where both "
                "have a value (MS-SSIM: positive = PINN better; MAE: negative = PINN better). "
                "PtychoPINN's own delta files (metrics_delta_summary.json) hold the difference of the "

@@ -8,7 +8,8 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.report_format import COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, delta_cell, fmt, headline, model_order
+from runner.report_format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt, headline,
+                                  model_order, seconds, short)
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
@@ -85,6 +86,38 @@ def _conditions(summary: dict) -> str:
                    "selection", "acceptance"], rows, text_columns=1)
 
 
+def _state_cells(row: dict) -> list:
+    return [row["key"], row["state"], row["failure_class"] or "", row["detail"] or "", row["log_path"] or "",
+            row["device"] or ""]
+
+
+STATE_HEADER = ["state", "class", "detail", "log", "device"]
+
+
+def _training(summary: dict, curves: Path | None, problem: str | None) -> str:
+    """Phase E: each training's state and losses, and the loss curves; nothing without trainings."""
+    rows = [_state_cells(r) + [r["loss"] or "", short(r["final_loss"]), short(r["held_out_loss"]), count(r["steps"]),
+                               seconds(r["wall_time_s"])] for r in summary.get("training", [])]
+    if not rows:
+        return ""
+    note = f'<p class="bad">{escape(problem)}</p>' if problem else ""
+    return ("<h2>Phase E: training</h2>"
+            + _table(["training", *STATE_HEADER, "loss", "final", "held-out", "steps", "wall time (s)"],
+                     rows, text_columns=7)
+            + note + (_image(curves, "training curves") if curves else ""))
+
+
+def _reconstructions(summary: dict) -> str:
+    """Phase F: each reconstruction's state, final cost and time; nothing without reconstructions."""
+    rows = [_state_cells(r) + [short(r["final_cost"]), count(r["n_iterations"]), seconds(r["computation_time_s"]),
+                               seconds(r["wall_time_s"])] for r in summary.get("reconstructions", [])]
+    if not rows:
+        return ""
+    return ("<h2>Phase F: Pty-Chi reconstruction</h2>"
+            + _table(["reconstruction", *STATE_HEADER, "final cost", "iterations", "Pty-Chi time (s)",
+                      "wall time (s)"], rows, text_columns=6))
+
+
 def _problems(summary: dict) -> str:
     if not summary["problems"]:
         return "<p>Every condition succeeded.</p>"
@@ -111,13 +144,15 @@ def _shown_path(path: str) -> str:
 
 
 def render_html(summary: dict, plots: list[Path], plot_problem: str | None,
-                montage_key: str) -> str:
+                montage_key: str, training_curves: Path | None = None,
+                training_problem: str | None = None) -> str:
     counts = (f"{summary['n_jobs']} conditions: {summary['n_reported']} reported, "
               f"{summary['n_failed_or_interrupted']} failed, {summary['n_blocked']} blocked, "
               f"{summary['n_not_run']} not run")
     figures = "".join(_image(p, p.stem) for p in plots if not p.stem.startswith("montage"))
     montage = "".join(_image(p, p.stem) for p in plots if p.stem.startswith("montage"))
     problem = f'<p class="bad">{escape(plot_problem)}</p>' if plot_problem else ""
+    phases = _training(summary, training_curves, training_problem) + _reconstructions(summary)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -131,7 +166,7 @@ def render_html(summary: dict, plots: list[Path], plot_problem: str | None,
 <h2>Mean and best over conditions</h2>{_aggregate(summary)}
 <h2>Metrics against dose</h2>{problem}{figures}
 <h2>Images: {escape(montage_key)}</h2>{montage}
-<h2>Conditions</h2>{_conditions(summary)}
+<h2>Conditions</h2>{_conditions(summary)}{phases}
 <h2>Failed, blocked and not run</h2>{_problems(summary)}
 <h2>Provenance</h2>{_provenance(summary)}
 </body></html>

@@ -72,7 +72,8 @@ def main() -> int:
             (out / "training_log.csv").write_text("step,loss,seconds\n1,0.5,0.1\n2,0.25,0.2\n")
             (out / "model.json").write_text(json.dumps({"kind": "pinn" if args.gridsize == 2 else "baseline",
                                                         "provenance": {"final_loss": 0.25, "steps": 2,
-                                                                       "train_seconds": 0.2, "device": "cpu"}}))
+                                                                       "train_seconds": 0.2, "device": "cpu",
+                                                                       "dose": args.nphotons}}))
         else:
             np.load(args.input_npz).close()
             out = Path(args.output_dir)

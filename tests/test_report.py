@@ -57,6 +57,11 @@ def test_failed_and_blocked_conditions_are_listed_and_the_others_reported(study)
     assert result.stderr.count("\n") == 1 and "runner: warning: plots incomplete" in result.stderr
     assert "dose_1000/dense/test: failed (exit_code)" in result.stdout
     assert f"report: {out / 'report.html'}" in result.stdout
+    # A ledger of comparisons alone: no trainings or reconstructions, so none of their sections or files.
+    assert result.stdout.splitlines()[-1].startswith("also: ") and "Phase E" not in result.stdout
+    assert "Phase E" not in html and "Phase F" not in html
+    assert sorted(p.name for p in out.iterdir()) == ["deltas.txt", "metrics_summary.json", "plots", "report.html",
+                                                     "study_table.csv"]
 
 
 def test_a_ledger_without_any_success_gives_one_line_and_exit_1(study):
