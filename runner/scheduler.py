@@ -19,12 +19,12 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from runner import faults
 from runner.executors import Executor, Handle, LaunchError, LaunchSpec
-from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
+from runner.jobs import Attempt, AttemptStart, FailureClass, Job, JobState, Outcome
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, PriorFile, judge
 from runner.slots import Device, Slot, SlotPool
@@ -256,9 +256,9 @@ class Scheduler:
         elif self._should_retry(outcome, tries):
             self.on_event(Event(EventKind.RETRYING, job, tries + 1, slot, outcome))
             heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, tries + 1, queued.argv)))
-        elif outcome.failure_class is not None and outcome.failure_class.value != "interrupted":
-            state = outcome.failure_class.value
-            self._block_behind(job.key, f"needs {job.key}, which failed ({state}); see {attempt.stderr_log}", slot)
+        elif outcome.failure_class not in (None, FailureClass.INTERRUPTED):  # failed for good
+            self._block_behind(job.key, f"needs {job.key}, which failed ({outcome.failure_class.value}); "
+                                        f"see {attempt.stderr_log}", slot)
 
     def _release(self, key: str, slot: Slot) -> None:
         """A job succeeded: the jobs waiting for it whose needs have all succeeded are planned
@@ -275,7 +275,12 @@ class Scheduler:
         """A job whose needs have all succeeded: planned again from the files they made (its
         inputs and fingerprint; a job without needs is kept as planned), then queued in its place."""
         _, rank, queued = self._waiting.pop(key)
-        job = queued.job.replan() if queued.job.replan else queued.job
+        job = queued.job
+        if job.replan:
+            try:
+                job = job.replan()
+            except Exception as exc:  # e.g. a file its need made cannot be read: this job only
+                job = replace(job, blocked_reason=f"cannot be planned from its inputs: {exc}")
         if job.blocked_reason:  # its needs succeeded, yet an input is missing
             self._block(Queued(job, queued.job_id, 0, job.argv), job.blocked_reason, slot)
             self._block_behind(job.key, f"needs {job.key}, which is blocked ({job.blocked_reason})", slot)

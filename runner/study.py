@@ -292,13 +292,13 @@ def plan(settings: Settings) -> list[Job]:
     inputs = _Inputs()
     build: dict[str, Callable[..., Job]] = {}  # per key: the job, given what its needs will produce
     if "E" in settings.phases:
-        train_hash = upstream._script_hash(settings.train_cmd, settings.workdir)
+        train_hash = upstream.script_hash(settings.train_cmd, settings.workdir)
         for dose in doses:
             for model in (upstream.BASELINE, *views):
                 build[f"E/dose_{dose}/{model}"] = partial(upstream.training_job, settings, dose, model,
                                                           script_hash=train_hash)
     if "F" in settings.phases:
-        recon_hash = upstream._script_hash(settings.recon_cmd, settings.workdir)
+        recon_hash = upstream.script_hash(settings.recon_cmd, settings.workdir)
         for dose in doses:
             for view in views:
                 for split in splits:
@@ -322,10 +322,14 @@ def _linked(settings: Settings, build: dict[str, Callable[..., Job]], inputs: _I
     knowing which of its inputs a job of this run will make, and able to plan itself again from
     the files once its needs succeeded."""
     jobs = {key: make(inputs) for key, make in build.items()}
+    by_dose: dict[tuple[str, int], list[str]] = {}  # the candidates, so 10,000 jobs link in linear time
+    for key, job in jobs.items():
+        by_dose.setdefault((job.phase, job.condition["dose"]), []).append(key)
     linked = []
     for key, job in jobs.items():
         wanted = settings.phase_needs.get(job.phase, ())
-        needs = tuple(k for k, other in jobs.items() if other.phase in wanted and _serves(other, job))
+        needs = tuple(k for phase in wanted for k in by_dose.get((phase, job.condition["dose"]), ())
+                      if _serves(jobs[k], job))
         if not needs:
             linked.append(job)
             continue

@@ -48,7 +48,7 @@ def view_npz(settings: Settings, dose: int, view: str, split: str) -> str:
         else f"{folder}/{view}_{split}.npz"
 
 
-def _script_hash(cmd: tuple[str, ...], workdir: Path) -> str:
+def script_hash(cmd: tuple[str, ...], workdir: Path) -> str:
     """The hash of the script a command runs (editing it reruns its jobs), or '' when none."""
     for token in cmd[1:]:
         path = Path(token) if Path(token).is_absolute() else workdir / token

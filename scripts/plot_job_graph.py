@@ -10,7 +10,6 @@ coloured by phase (default run: the latest that launched anything). Prints the p
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 from datetime import datetime
 from pathlib import Path

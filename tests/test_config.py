@@ -39,12 +39,42 @@ def test_flags_override_the_file(study, tmp_path):
     ('split = "validation"', PlanError, "--split 'validation' is not one of train, test"),
     ('test_data = {diagonal = "phase_d"}', PlanError, "unknown view 'diagonal'"),
     ('test_data = "phase_x"', PlanError, "'phase_x': use phase_c or phase_d"),
+    ('phases = ["E", "H"]', ConfigError, "unknown phase 'H'"),
+    ('jobs_per_gpu = {E = 1, X = 2}', ConfigError, "jobs_per_gpu: unknown phase 'X'"),
+    ('jobs_per_gpu = "E=1"', ConfigError, "jobs_per_gpu = 'E=1' should be an integer or a table"),
+    ('phase_needs = {G = ["Z"]}', ConfigError, "phase_needs G: unknown phase 'Z'"),
+    ('phase_needs = {"E,F" = ["G"]}', ConfigError, "'E,F' is not one phase"),
+    ('train_cmd = "  "', ConfigError, "--train-cmd is empty"),
 ])
 def test_bad_config_values_are_named(study, tmp_path, content, error, message):
     config = tmp_path / "bad.toml"
     config.write_text(f'study_root = "study"\n{content}\n')
     with pytest.raises(error, match=message):
         plan(build_settings({"config": str(config)}, cwd=tmp_path))
+
+
+def test_phases_commands_and_weights_from_the_file_and_flags(study, tmp_path):
+    config = tmp_path / "study.toml"
+    config.write_text('study_root = "study"\nphases = ["G", "e"]\ntrain_cmd = "python my_train.py"\n'
+                      'train_args = ["--preset", "full"]\nrecon_args = "--num-epochs 100"\n'
+                      'jobs_per_gpu = {E = 1, F = 2, G = 4}\nphase_needs = {F = ["E"]}\n')
+    s = build_settings({"config": str(config)}, cwd=tmp_path)
+    assert s.phases == ("E", "G")  # in the study's order, whatever the file's
+    assert s.train_cmd == ("python", "my_train.py") and s.train_args == ("--preset", "full")
+    assert s.recon_args == ("--num-epochs", "100")
+    assert s.jobs_per_gpu == {"E": 1, "F": 2, "G": 4}
+    assert s.phase_needs == {"G": ("E", "F"), "F": ("E",)}
+    flags = build_settings({"config": str(config), "phases": "F,G", "jobs_per_gpu": "3"}, cwd=tmp_path)
+    assert flags.phases == ("F", "G") and flags.jobs_per_gpu == {"E": 3, "F": 3, "G": 3}
+    assert build_settings({"study_root": str(study)}).phases == ("G",)  # as before
+
+
+def test_a_phase_of_the_run_may_make_its_missing_folder(tmp_path):
+    (tmp_path / "study/phase_c").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="phase-e-root"):
+        build_settings({"study_root": str(tmp_path / "study")})
+    s = build_settings({"study_root": str(tmp_path / "study"), "phases": "E,F,G"})
+    assert s.phase_e_root == tmp_path / "study/phase_e" and not s.phase_e_root.exists()
 
 
 def test_missing_roots_are_named(tmp_path):

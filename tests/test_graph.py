@@ -200,6 +200,17 @@ def test_a_checkpoint_cut_short_is_not_a_success(data):
     assert {k for k, s in states(data).items() if s == "blocked"} == set(COMPARISONS)
 
 
+def test_an_earlier_model_is_not_taken_for_a_new_one(data):
+    assert run(data).returncode == 0
+    result = run(data, "--force", "--phases", "E", "--view", "dense",
+                 behaviour={"E/dose_1000/dense": {"no_output": True}})  # exit 0, writes nothing
+    assert result.returncode == 1
+    row = ledger_rows(data / "analysis/ledger.db", "SELECT a.state, a.failure_class, a.failure_detail FROM attempts a "
+                      "JOIN jobs j USING (job_id) WHERE j.key = 'E/dose_1000/dense' ORDER BY a.attempt_id DESC")[0]
+    assert (row["state"], row["failure_class"]) == ("failed", "no_metrics")
+    assert "model.pt was not written by this attempt" in row["failure_detail"]
+
+
 def test_sigkill_of_the_runner_during_training_then_run_again(data, tmp_path):
     launches = tmp_path / "launches.jsonl"
     env = runner_env(None, None, FAKE_UPSTREAM_LAUNCHES=str(launches), FAKE_UPSTREAM_BEHAVIOUR=json.dumps(
@@ -236,6 +247,7 @@ def test_sigkill_of_the_runner_during_training_then_run_again(data, tmp_path):
 @pytest.mark.parametrize("args, config, message", [
     (("--phases", "E,X"), None, "--phases: unknown phase 'X'; the runner runs phases E, F, G"),
     (("--jobs-per-gpu", "E=0"), None, "jobs_per_gpu E must be an integer >= 1"),
+    (("--jobs-per-gpu", "E=1,G"), None, "--jobs-per-gpu 'G': give one number or PHASE=N pairs"),
     ((), 'phases = ["E", "F", "G"]\nphase_needs = {E = ["G"]}\n', "the jobs' needs form a cycle: E/dose_1000/"),
     ((), 'phase_needs = {Q = ["E"]}\n', "phase_needs: unknown phase 'Q'"),
 ])

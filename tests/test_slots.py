@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from runner.slots import Device, SlotError, SlotPool, build_slots, parse_gpus
+from runner.slots import Device, SlotError, SlotPool, build_slots, parse_gpus, seat_costs
 
 
 @pytest.fixture
@@ -70,3 +70,28 @@ def test_pool_never_hands_out_a_seat_twice():
     assert not pool.has_free()
     pool.give_back(seat)
     assert pool.take() == seat
+
+
+def test_phase_weights_give_each_device_lcm_seats_and_a_job_its_share_on_one_device():
+    weights = {"E": 1, "F": 2, "G": 4}
+    slots = build_slots([Device("0"), Device("1")], weights, max_parallel=None)
+    assert len(slots) == 8  # lcm(1, 2, 4) = 4 seats per GPU
+    pool = SlotPool(slots, seat_costs(weights, on_gpu=True))
+    assert [pool.cost(p) for p in "EFG"] == [4, 2, 1]
+    training = pool.take(pool.cost("E"))  # a whole GPU
+    reconstructions = [pool.take(pool.cost("F")) for _ in range(2)]  # share the other one
+    assert {r.device for r in reconstructions} == {Device("1")} != {training.device}
+    assert not pool.has_free(pool.cost("G"))  # both devices are full
+    pool.give_back(reconstructions[0])
+    assert not pool.has_free(pool.cost("E")) and pool.has_free(pool.cost("F"))
+    comparisons = [pool.take(pool.cost("G")) for _ in range(2)]
+    assert {c.device for c in comparisons} == {Device("1")} and len({c.name for c in comparisons}) == 2
+    assert not pool.has_free(1)
+
+
+def test_on_the_cpu_every_phase_takes_one_slot_and_max_jobs_caps_the_count():
+    weights = {"E": 1, "F": 2, "G": 4}
+    assert seat_costs(weights, on_gpu=False) == {"E": 1, "F": 1, "G": 1}
+    pool = SlotPool(build_slots([Device("0")], weights, max_parallel=None), seat_costs(weights, True), max_jobs=2)
+    pool.take(1), pool.take(1)
+    assert not pool.has_free(1)  # seats are left, but two jobs run
