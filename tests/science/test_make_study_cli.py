@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 
@@ -64,7 +65,11 @@ def test_the_data_first_then_the_models_then_the_reconstructions(tmp_path, gener
     out = tmp_path / "s"
     first = generator("--out", str(out), "--preset", "tiny", "--doses", "1000", "--phases", "C,D")
     assert first.returncode == 0, first.stderr
-    assert {p.name for p in out.iterdir()} == {"phase_c", "phase_d", "study.json"}
+    assert {p.name for p in out.iterdir()} == {"phase_c", "phase_d", "study.json", "runner.toml"}
+    config = tomllib.loads((out / "runner.toml").read_text())  # what the runner needs for E, F, G
+    assert config["phases"] == ["E", "F", "G"] and config["study_root"] == "."
+    assert config["train_args"][:4] == ["--preset", "tiny", "--seed", "42"]
+    assert config["recon_args"][:4] == ["--algorithm", "LSQML", "--num-epochs", "20"]
     data = out / "phase_c/dose_1000/patched_train.npz"
     before = (data.stat().st_ino, data.stat().st_mtime_ns)
     _assert_usage_error(generator("--out", str(out), "--preset", "demo", "--phases", "E"), "give the same --preset")
