@@ -267,6 +267,12 @@ def _writer_thread(path: Path, requests: queue.SimpleQueue, loop: asyncio.Abstra
         conn.close()
 
 
+def _quietly(future: asyncio.Future) -> None:
+    """Mark a settled future's exception as seen (its awaiter, if any, still gets it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _statement(name: str, params: dict) -> Op:
     """An op that runs one named query and returns nothing."""
     def op(db: sqlite3.Connection) -> None:
@@ -327,6 +333,9 @@ class Ledger:
         that transaction has committed (and, when `durable`, reached the disk). A queued op is
         committed even if its future is cancelled."""
         future = self._loop.create_future()
+        # A write whose waiter is gone (its task was cancelled when the run stopped) must not
+        # print a traceback at exit: the failure is reported by the write that stopped the run.
+        future.add_done_callback(_quietly)
         if self._failed is not None:
             future.set_exception(self._failed)
             return future
