@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from runner.commands import flag_value
 from runner.ledger import QUERIES, LedgerError, read_snapshot
 from runner.manifest import write_atomic
 from runner.report_format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt, headline, mean,
@@ -164,10 +165,8 @@ def _failure_class(job: dict) -> str | None:
 
 def _model_dir(job: dict) -> str | None:
     """A training's model folder: the --output_dir of its command, from the folder it ran in."""
-    argv = json.loads(job["argv"])
-    if "--output_dir" not in argv[:-1]:
-        return None
-    return str(Path(job["cwd"] or ".") / argv[argv.index("--output_dir") + 1])
+    folder = flag_value(json.loads(job["argv"]), "--output_dir")
+    return str(Path(job["cwd"] or ".") / folder) if folder else None
 
 
 def _whole(value: float | None) -> int | None:

@@ -6,7 +6,6 @@ A job whose input is missing is still planned, as blocked, naming the path it la
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import graph, upstream
+from runner.commands import fingerprint, flag_value, script_hash, script_of
 from runner.config import Settings, SuccessRule
 from runner.jobs import FailureClass, Job, MetricsCheck
 from runner.npzmeta import NpzEntryError, read_npz_string
@@ -94,16 +94,6 @@ def _clean_metadata(raw: Any, source: Path) -> dict[str, Any]:
             raise PlanError(f"Phase D metadata in {source}: {name} = {shown} {problem}")
         meta[name] = value
     return meta
-
-
-def _view_npz(settings: Settings, dose: int, view: str, split: str) -> Path | None:
-    if settings.phase_d_root is None:
-        return None
-    folder = f"{settings.phase_d_root}/dose_{dose}/{view}"
-    for candidate in (f"{folder}/{view}_{split}.npz", f"{folder}/{split}.npz"):
-        if os.path.isfile(candidate):
-            return Path(candidate)
-    return None
 
 
 def _npz_metadata(path: Path) -> dict[str, Any] | None:
@@ -217,18 +207,7 @@ class _Inputs:
 
 def compare_script(settings: Settings) -> Path | None:
     """The script file the compare command runs, so that editing it changes the fingerprint."""
-    cmd = settings.compare_cmd
-    if "-m" in cmd[:-1]:
-        module = cmd[cmd.index("-m") + 1].replace(".", "/")
-        for candidate in (settings.workdir / f"{module}.py", settings.workdir / module / "__main__.py"):
-            if candidate.is_file():
-                return candidate
-        return None
-    for token in cmd:
-        candidate = Path(token) if Path(token).is_absolute() else settings.workdir / token
-        if candidate.suffix == ".py" and candidate.is_file():
-            return candidate
-    return None
+    return script_of(settings.compare_cmd, settings.workdir)
 
 
 def check_compare_command(settings: Settings) -> None:
@@ -292,28 +271,28 @@ def plan(settings: Settings) -> list[Job]:
     inputs = _Inputs()
     build: dict[str, Callable[..., Job]] = {}  # per key: the job, given what its needs will produce
     if "E" in settings.phases:
-        train_hash = upstream.script_hash(settings.train_cmd, settings.workdir)
+        train_hash = script_hash(settings.train_cmd, settings.workdir)
         for dose in doses:
             for model in (upstream.BASELINE, *views):
                 build[f"E/dose_{dose}/{model}"] = partial(upstream.training_job, settings, dose, model,
                                                           script_hash=train_hash)
     if "F" in settings.phases:
-        recon_hash = upstream.script_hash(settings.recon_cmd, settings.workdir)
+        recon_hash = script_hash(settings.recon_cmd, settings.workdir)
         for dose in doses:
             for view in views:
                 for split in splits:
-                    meta = _metadata(settings, dose, view, split, manifest_meta)
+                    meta = _metadata(upstream.existing_view_npz(settings, dose, view, split), manifest_meta,
+                                     (dose, view, split))
                     build[f"F/dose_{dose}/{view}/{split}"] = partial(upstream.reconstruction_job, settings, dose,
                                                                      view, split, metadata=meta,
                                                                      script_hash=recon_hash)
     if "G" in settings.phases:
-        script = compare_script(settings)
-        script_hash = hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
+        compare_hash = script_hash(settings.compare_cmd, settings.workdir)
         for dose in doses:
             for view in views:
                 for split in splits:
                     build[f"dose_{dose}/{view}/{split}"] = partial(
-                        _g_job, settings, dose, view, split, sources[view], manifest_meta, script_hash)
+                        _g_job, settings, dose, view, split, sources[view], manifest_meta, compare_hash)
     return _linked(settings, build, inputs)
 
 
@@ -354,10 +333,9 @@ def _serves(need: Job, job: Job) -> bool:
         and (a.get("split") is None or b.get("split") is None or a["split"] == b["split"])
 
 
-def _metadata(settings: Settings, dose: int, view: str, split: str, manifest_meta: dict) -> dict[str, Any]:
+def _metadata(view_npz: str | None, manifest_meta: dict, condition: tuple[int, str, str]) -> dict[str, Any]:
     """The Phase D metadata of a condition: from its view file, else Phase F's manifest."""
-    view_npz = _view_npz(settings, dose, view, split)
-    return (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get((dose, view, split)) \
+    return (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get(condition) \
         or dict.fromkeys(METADATA_FIELDS)
 
 
@@ -391,15 +369,15 @@ def smaller_chunks(argv: tuple[str, ...], failure: FailureClass | None) -> tuple
 
 
 def _g_job(settings: Settings, dose: int, view: str, split: str, test_source: str, manifest_meta: dict,
-           script_hash: str, known: _Inputs, produced: frozenset[str] = frozenset()) -> Job:
+           compare_hash: str, known: _Inputs, produced: frozenset[str] = frozenset()) -> Job:
     """G(dose, view, split): the comparison. An input in `produced` is made by a job this one
     needs, so its absence now does not block the job."""
     # Plain strings, not Path joins: a plan of 10,000 jobs builds 100,000 paths.
     e_root = f"{settings.phase_e_root}/dose_{dose}"
     pinn_dir, baseline_dir = f"{e_root}/{view}/gs2", f"{e_root}/baseline/gs1"
-    view_npz = _view_npz(settings, dose, view, split)
+    view_npz = upstream.existing_view_npz(settings, dose, view, split)
     if test_source == "phase_d":
-        test_data = str(view_npz or f"{settings.phase_d_root or '<no --phase-d-root>'}/dose_{dose}/{view}/{view}_{split}.npz")
+        test_data = view_npz or upstream.view_npz(settings, dose, view, split)
     else:
         test_data = f"{settings.phase_c_root}/dose_{dose}/patched_{split}.npz"
     reconstruction = upstream.reconstruction_npz(settings, dose, view, split) if "F" in settings.phases \
@@ -413,37 +391,24 @@ def _g_job(settings: Settings, dose: int, view: str, split: str, test_source: st
                  if reconstruction not in produced and not os.path.isfile(reconstruction) else None]
     blocked = "; ".join(p for p in problems if p) or None
 
-    metadata = (_npz_metadata(view_npz) if view_npz else None) or manifest_meta.get((dose, view, split)) \
-        or dict.fromkeys(METADATA_FIELDS)
+    metadata = _metadata(view_npz, manifest_meta, (dose, view, split))
     argv = (*settings.compare_cmd,
             "--pinn_dir", pinn_dir, "--baseline_dir", baseline_dir,
             "--test_data", test_data, "--output_dir", output_dir,
             "--ms-ssim-sigma", "1.0", "--tike_recon_path", reconstruction,
             "--register-ptychi-only", *settings.compare_args)
     inputs = known.signature([pinn_dir, baseline_dir, test_data, reconstruction])
-    identity = [argv, inputs, script_hash]
-    if settings.success is not SuccessRule.METRICS:
-        identity.append(settings.success.value)  # a success by a laxer rule is not a metrics success
-    fingerprint = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+    # A success by a laxer rule is not a metrics success.
+    laxer = () if settings.success is SuccessRule.METRICS else (settings.success.value,)
+    job_fingerprint = fingerprint(argv, inputs, compare_hash, *laxer)
     output = Path(output_dir)
     check = (MetricsCheck(output / METRICS_FILE, EXPECTED_MODELS, (output / FLOOR_FILE,))
              if settings.success is SuccessRule.METRICS else None)
     return Job(key=f"dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
                output_dir=output, check=check,
-               fingerprint=fingerprint, condition={"dose": dose, "view": view, "split": split},
+               fingerprint=job_fingerprint, condition={"dose": dose, "view": view, "split": split},
                metadata=metadata, blocked_reason=blocked, exit_classes=EXIT_CLASSES,
                adapt_argv=smaller_chunks)
-
-
-def _flag_value(argv: tuple[str, ...], flag: str) -> str | None:
-    """The value argparse would give `flag` in `argv` (its last occurrence, `--f v` or `--f=v`)."""
-    value = None
-    for i, arg in enumerate(argv):
-        if arg == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
-    return value
 
 
 def comparison_inputs(settings: Settings, job: Job) -> dict[str, Any]:
@@ -454,15 +419,15 @@ def comparison_inputs(settings: Settings, job: Job) -> dict[str, Any]:
     condition = job.condition
     legacy = (f"{settings.phase_f_root}/dose_{condition['dose']}_{condition['view']}_"
               f"{condition['split']}/manifest.json")
-    reconstruction = _flag_value(job.argv, "--tike_recon_path")
-    sigma = _flag_value(job.argv, "--ms-ssim-sigma")
+    reconstruction = flag_value(job.argv, "--tike_recon_path")
+    sigma = flag_value(job.argv, "--ms-ssim-sigma")
     try:
         sigma_value: float | str | None = float(sigma) if sigma is not None else None
     except ValueError:
         sigma_value = sigma  # passed on as written; the compare script will refuse it
-    return {"phase_c_npz": _flag_value(job.argv, "--test_data"),
-            "pinn_checkpoint": _flag_value(job.argv, "--pinn_dir"),
-            "baseline_checkpoint": _flag_value(job.argv, "--baseline_dir"),
+    return {"phase_c_npz": flag_value(job.argv, "--test_data"),
+            "pinn_checkpoint": flag_value(job.argv, "--pinn_dir"),
+            "baseline_checkpoint": flag_value(job.argv, "--baseline_dir"),
             "phase_f_manifest": legacy if os.path.isfile(legacy) else reconstruction,
             "tike_recon_path": reconstruction,
             "ms_ssim_sigma": sigma_value,

@@ -15,12 +15,12 @@ folders Phase G reads, whose files are the comparisons' inputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from runner.commands import fingerprint, flag_value
 from runner.config import Settings
 from runner.jobs import Job, OutputsCheck
 
@@ -40,25 +40,22 @@ def reconstruction_npz(settings: Settings, dose: int, view: str, split: str) -> 
     return f"{settings.phase_f_root}/dose_{dose}/{view}/{split}/{RECONSTRUCTION_FILE}"
 
 
+def existing_view_npz(settings: Settings, dose: int, view: str, split: str) -> str | None:
+    """The condition's Phase D view file: {view}_{split}.npz, or {split}.npz as some Phase D
+    versions name it; None when there is neither."""
+    if settings.phase_d_root is None:
+        return None
+    folder = f"{settings.phase_d_root}/dose_{dose}/{view}"
+    for candidate in (f"{folder}/{view}_{split}.npz", f"{folder}/{split}.npz"):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def view_npz(settings: Settings, dose: int, view: str, split: str) -> str:
-    """A Phase D view file: {view}_{split}.npz, or {split}.npz as some Phase D versions name it."""
-    folder = f"{settings.phase_d_root or '<no --phase-d-root>'}/dose_{dose}/{view}"
-    plain = f"{folder}/{split}.npz"
-    return plain if os.path.isfile(plain) and not os.path.isfile(f"{folder}/{view}_{split}.npz") \
-        else f"{folder}/{view}_{split}.npz"
-
-
-def script_hash(cmd: tuple[str, ...], workdir: Path) -> str:
-    """The hash of the script a command runs (editing it reruns its jobs), or '' when none."""
-    for token in cmd[1:]:
-        path = Path(token) if Path(token).is_absolute() else workdir / token
-        if path.suffix == ".py" and path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-    return ""
-
-
-def _fingerprint(argv: tuple[str, ...], inputs: list[list], script_hash: str) -> str:
-    return hashlib.sha256(json.dumps([argv, inputs, script_hash]).encode()).hexdigest()
+    """The condition's Phase D view file, or the path it should have (named in a blocked reason)."""
+    return existing_view_npz(settings, dose, view, split) \
+        or f"{settings.phase_d_root or '<no --phase-d-root>'}/dose_{dose}/{view}/{view}_{split}.npz"
 
 
 def _missing(paths: list[tuple[str, str]], produced: frozenset[str]) -> str | None:
@@ -85,7 +82,7 @@ def training_job(settings: Settings, dose: int, model: str, known, produced: fro
     check = OutputsCheck(files, model=ARMS.get(model, "PtychoPINN"), summary=summary)
     return Job(key=f"E/dose_{dose}/{model}", argv=argv, cwd=settings.workdir,
                output_dir=settings.artifact_root / "phase_e" / f"dose_{dose}" / model, check=check,
-               fingerprint=_fingerprint(argv, known.signature([train, test]), script_hash),
+               fingerprint=fingerprint(argv, known.signature([train, test]), script_hash),
                condition={"dose": dose, "view": model, "split": None},
                blocked_reason=_missing([("training data", train), ("test data", test)], produced), phase="E")
 
@@ -99,7 +96,7 @@ def reconstruction_job(settings: Settings, dose: int, view: str, split: str, kno
     return Job(key=f"F/dose_{dose}/{view}/{split}", argv=argv, cwd=settings.workdir,
                output_dir=settings.artifact_root / "phase_f" / f"dose_{dose}" / view / split,
                check=OutputsCheck((out,), RECONSTRUCTION_KEYS, model="PtyChi", summary=out),
-               fingerprint=_fingerprint(argv, known.signature([data]), script_hash),
+               fingerprint=fingerprint(argv, known.signature([data]), script_hash),
                condition={"dose": dose, "view": view, "split": split}, metadata=metadata,
                blocked_reason=_missing([("Phase D view", data)], produced), phase="F")
 
@@ -111,10 +108,6 @@ def produces(job: Job) -> list[str]:
     if job.phase == "F" and isinstance(job.check, OutputsCheck):
         return [str(job.check.files[0])]
     return []
-
-
-def _flag(argv: list[str], flag: str) -> str | None:
-    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
 
 
 def write_reconstruction_manifest(settings: Settings, jobs: list[Job], results: list[dict],
@@ -141,13 +134,13 @@ def write_reconstruction_manifest(settings: Settings, jobs: list[Job], results: 
             continue
         found = numbers.get(job.key, {})
         succeeded = result["state"] == "succeeded"
-        algorithm = algorithm or _flag(list(job.argv), "--algorithm") or "LSQML"
+        algorithm = algorithm or flag_value(job.argv, "--algorithm") or "LSQML"
         condition = (job.condition["dose"], job.condition["view"], job.condition["split"])
         entry = {"dose": condition[0], "view": condition[1], "split": condition[2],
                  "output_dir": os.path.relpath(job.check.files[0].parent, settings.phase_f_root),
                  "status": "success" if succeeded else result["state"],
                  "returncode": 0 if succeeded else result["exit_code"],
-                 "algorithm": _flag(list(job.argv), "--algorithm") or "LSQML",
+                 "algorithm": flag_value(job.argv, "--algorithm") or "LSQML",
                  "n_positions": job.metadata.get("n_accepted"),
                  "computation_time_s": found.get("computation_time_s"), "final_cost": found.get("final_cost"),
                  **job.metadata}
