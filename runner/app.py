@@ -22,7 +22,7 @@ from runner.config import Backend, ConfigError, Order, Settings
 from runner.executors import Executor
 from runner.executors.local import LocalExecutor
 from runner.jobs import Job
-from runner.ledger import QUERIES, Ledger, LedgerError, probe, read_snapshot
+from runner.ledger import Ledger, LedgerError, expected_durations, probe, read_snapshot
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
@@ -99,7 +99,7 @@ def known_durations(ledger: Path) -> dict[str, float]:
     if not ledger.is_file():
         return {}
     try:
-        return dict(read_snapshot(ledger, lambda conn: conn.execute(QUERIES["durations_by_key"]).fetchall()))
+        return read_snapshot(ledger, expected_durations)
     except LedgerError:
         return {}
 
@@ -194,9 +194,8 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
         work = selection.to_run
         if settings.order is Order.LONGEST_FIRST and len(work) > 1:
             ids = {job.key: job_id for job, job_id in work}
-            durations = await ledger.expected_durations()
-            seconds = {job.key: durations[rows[job.key][0]] for job in jobs if rows[job.key][0] in durations}
-            work = [(job, ids[job.key]) for job in graph.launch_order([job for job, _ in work], seconds)]
+            ordered = graph.launch_order([job for job, _ in work], await ledger.expected_durations())
+            work = [(job, ids[job.key]) for job in ordered]
         scheduler = Scheduler(ledger, make_pool(settings, slots), run_id,
                               Policy(settings.timeout, settings.grace, settings.retries), executor, progress)
         loop = asyncio.get_running_loop()

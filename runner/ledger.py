@@ -267,6 +267,12 @@ def _writer_thread(path: Path, requests: queue.SimpleQueue, loop: asyncio.Abstra
         conn.close()
 
 
+def expected_durations(db: sqlite3.Connection) -> dict[str, float]:
+    """Per job key: how long its latest successful attempt ran (jobs that never succeeded are
+    absent). For the writer and for a reader's snapshot (a dry run)."""
+    return {key: duration for key, duration, _ in db.execute(QUERIES["expected_durations"])}
+
+
 def _quietly(future: asyncio.Future) -> None:
     """Mark a settled future's exception as seen (its awaiter, if any, still gets it)."""
     if not future.cancelled():
@@ -420,13 +426,16 @@ class Ledger:
                     for key, job_id, state, success in db.execute(QUERIES["planned_jobs"], {"run_id": run_id})}
         return await self._write(op)
 
-    async def set_job_states(self, changes: list[tuple[int, JobState, str | None]]) -> None:
-        """Move many jobs at once: (job_id, state, blocked reason)."""
+    def set_job_states(self, changes: list[tuple[int, JobState, str | None]]) -> asyncio.Future[None]:
+        """Move many jobs at once: (job_id, state, blocked reason). Queued now; await the result."""
         now = utc_now()
         params = [{"job_id": job_id, "state": state.value, "blocked_reason": reason, "now": now}
                   for job_id, state, reason in changes]
-        if params:
-            await self._write(lambda db: db.executemany(QUERIES["set_job_state"], params))
+        if not params:  # nothing to commit: no transaction, no fsync
+            nothing = self._loop.create_future()
+            nothing.set_result(None)
+            return nothing
+        return self._submit(lambda db: db.executemany(QUERIES["set_job_state"], params))
 
     async def set_job_state(self, job_id: int, state: JobState, blocked_reason: str | None = None) -> None:
         await self.set_job_states([(job_id, state, blocked_reason)])
@@ -503,11 +512,8 @@ class Ledger:
                                "stderr_log": Path(row["stderr_log"])}) for row in rows]
         return await self._write(op)
 
-    async def expected_durations(self) -> dict[int, float]:
-        """Per job id: how long its latest successful attempt ran (jobs that never succeeded are
-        absent)."""
-        rows = await self._write(lambda db: db.execute(QUERIES["expected_durations"]).fetchall())
-        return {job_id: duration for job_id, duration, _ in rows}
+    async def expected_durations(self) -> dict[str, float]:
+        return await self._write(expected_durations)
 
     async def phase_numbers(self) -> dict[str, dict[str, float]]:
         """Per key of a training or reconstruction with a standing success: its numbers."""

@@ -101,19 +101,12 @@ WHERE a.state = 'running'
 ORDER BY a.attempt_id;
 
 -- name: expected_durations
--- Per job, the duration of its latest successful attempt: how long the scheduler expects it to
--- take. (SQLite takes the bare columns from the row that holds the MAX.)
-SELECT job_id, duration_s, MAX(attempt_id)
-FROM attempts
-WHERE state IN ('succeeded', 'superseded') AND duration_s IS NOT NULL
-GROUP BY job_id;
-
--- name: durations_by_key
--- Per job key, the duration of its latest successful attempt (a dry run's launch order).
-SELECT j.key, a.duration_s
-FROM jobs j
-JOIN attempts a ON a.attempt_id = (SELECT MAX(s.attempt_id) FROM attempts s WHERE s.job_id = j.job_id
-                                   AND s.state IN ('succeeded', 'superseded') AND s.duration_s IS NOT NULL);
+-- Per job key, the duration of its latest successful attempt: how long a run (or a dry run)
+-- expects it to take. (SQLite takes the bare columns from the row that holds the MAX.)
+SELECT j.key, a.duration_s, MAX(a.attempt_id)
+FROM attempts a JOIN jobs j USING (job_id)
+WHERE a.state IN ('succeeded', 'superseded') AND a.duration_s IS NOT NULL
+GROUP BY a.job_id;
 
 -- name: phase_numbers
 -- The numbers each standing training and reconstruction reported (Phase F's manifest).

@@ -296,9 +296,7 @@ class Scheduler:
                 self._block_behind(waiting_key, reason, slot)
 
     def _block(self, queued: Queued, reason: str, slot: Slot) -> None:
-        write = asyncio.ensure_future(self.ledger.set_job_states([(queued.job_id, JobState.BLOCKED, reason)]))
-        write.add_done_callback(lambda done: done.cancelled() or done.exception())  # reported by run()
-        self._blocking.append(write)
+        self._blocking.append(self.ledger.set_job_states([(queued.job_id, JobState.BLOCKED, reason)]))
         self.on_event(Event(EventKind.BLOCKED, queued.job, 0, slot, reason=reason))
 
     async def _follow_handle(self, job: Job, attempt: Attempt, handle: Handle, prior: PriorFile,
