@@ -56,16 +56,17 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, Job
     to_run, skipped, blocked = [], [], []
     changes: list[tuple[int, JobState, str | None]] = []  # recorded together, in one event
     will_run = set(following)  # keys whose outputs this run (re)makes
-    blocked_why: dict[str, str] = {}
+    behind_blocked: dict[str, str] = {}  # per blocked job key, the reason the jobs needing it get
     for job in jobs:  # in the plan's order, where every job comes after what it needs
         if job.key in following:
             continue
         job_id, state, success_fingerprint = rows[job.key]
-        need = next((n for n in job.needs if n in blocked_why), None)
+        need = next((n for n in job.needs if n in behind_blocked), None)
         if job.blocked_reason or need:
-            reason = job.blocked_reason or (blocked_why[need] if blocked_why[need].startswith("needs ")
-                                            else f"needs {need}, which is blocked ({blocked_why[need]})")
-            blocked_why[job.key] = reason
+            reason = job.blocked_reason or behind_blocked[need]
+            # Behind a job blocked by its own input, the reason names it; further on, the same.
+            behind_blocked[job.key] = behind_blocked[need] if need and not job.blocked_reason \
+                else f"needs {job.key}, which is blocked ({reason})"
             changes.append((job_id, JobState.BLOCKED, reason))
             blocked.append(replace(job, blocked_reason=reason))
             continue
