@@ -8,10 +8,12 @@ itself; an object (pickled) array is refused.
 from __future__ import annotations
 
 import ast
+import io
 import re
 import struct
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_ENTRY_BYTES = 1 << 20  # metadata is a few hundred bytes; anything huge is not metadata
 # The header numpy writes for a single string; any other header goes through the full parser.
@@ -22,13 +24,19 @@ class NpzEntryError(ValueError):
     """The entry exists but is not a readable string."""
 
 
+def _member(archive: zipfile.ZipFile, key: str) -> zipfile.ZipInfo | None:
+    try:
+        return archive.getinfo(f"{key}.npy")
+    except KeyError:
+        return None
+
+
 def read_npz_string(path: Path, key: str) -> str | None:
     """The string stored under `key` in the NPZ at `path`, or None when the key is absent."""
     try:
         with zipfile.ZipFile(path) as archive:
-            try:
-                info = archive.getinfo(f"{key}.npy")
-            except KeyError:
+            info = _member(archive, key)
+            if info is None:
                 return None
             if info.file_size > MAX_ENTRY_BYTES:
                 raise NpzEntryError(f"{key} is {info.file_size} bytes, larger than metadata can be")
@@ -56,18 +64,11 @@ def read_npz_number(path: Path, key: str) -> float | None:
     (a cost history); None when the key is absent or the array is empty."""
     try:
         with zipfile.ZipFile(path) as archive:
-            try:
-                info = archive.getinfo(f"{key}.npy")
-            except KeyError:
+            info = _member(archive, key)
+            if info is None:
                 return None
             with archive.open(info) as f:
-                head = f.read(12)
-                if not head.startswith(b"\x93NUMPY") or len(head) < 12:
-                    raise NpzEntryError(f"{key} is not a .npy array")
-                start = 10 if head[6] == 1 else 12
-                length = struct.unpack("<H", head[8:10])[0] if head[6] == 1 else struct.unpack("<I", head[8:12])[0]
-                text = (head + f.read(start + length - len(head)))[start:].decode("latin1")
-                descr, shape = _parse_header(text, key)
+                descr, shape = _read_header(f, key)
                 code = NUMBER_CODES.get(descr[1:]) if isinstance(descr, str) else None
                 if code is None or len(shape) > 1:
                     raise NpzEntryError(f"{key} is stored as {descr!r} of shape {shape}, not numbers")
@@ -75,7 +76,7 @@ def read_npz_number(path: Path, key: str) -> float | None:
                 if count == 0:
                     return None
                 size = struct.calcsize(code)
-                f.seek(start + length + (count - 1) * size)
+                f.seek((count - 1) * size, io.SEEK_CUR)  # to the last element
                 body = f.read(size)
     except (zipfile.BadZipFile, OSError) as exc:
         raise NpzEntryError(f"not a whole NPZ (zip) file ({exc})") from None
@@ -84,7 +85,22 @@ def read_npz_number(path: Path, key: str) -> float | None:
     return float(struct.unpack((">" if descr[0] == ">" else "<") + code, body)[0])
 
 
-def _parse_header(text: str, key: str) -> tuple[object, tuple]:
+def _read_header(stream: BinaryIO, key: str) -> tuple[object, tuple]:
+    """(descr, shape) of the .npy array `stream` starts with, leaving it at the array's data."""
+    head = stream.read(10)
+    if not head.startswith(b"\x93NUMPY") or len(head) < 10:
+        raise NpzEntryError(f"{key} is not a .npy array")
+    major = head[6]
+    if major == 1:
+        (header_len,) = struct.unpack("<H", head[8:10])
+    elif major in (2, 3):
+        (header_len,) = struct.unpack("<I", head[8:10] + stream.read(2))
+    else:
+        raise NpzEntryError(f"{key} uses unknown .npy version {major}")
+    text = stream.read(header_len).decode("latin1")
+    simple = SIMPLE_HEADER.fullmatch(text)
+    if simple:  # what numpy writes for a string: skip the parser (a plan reads thousands)
+        return simple.group(1), ()
     try:
         header = ast.literal_eval(text)
         return header["descr"], tuple(header["shape"])
@@ -93,28 +109,11 @@ def _parse_header(text: str, key: str) -> tuple[object, tuple]:
 
 
 def _decode_npy_string(raw: bytes, key: str) -> str:
-    if not raw.startswith(b"\x93NUMPY") or len(raw) < 10:
-        raise NpzEntryError(f"{key} is not a .npy array")
-    major = raw[6]
-    if major == 1:
-        (header_len,), start = struct.unpack("<H", raw[8:10]), 10
-    elif major in (2, 3):
-        (header_len,), start = struct.unpack("<I", raw[8:12]), 12
-    else:
-        raise NpzEntryError(f"{key} uses unknown .npy version {major}")
-    text = raw[start:start + header_len].decode("latin1")
-    simple = SIMPLE_HEADER.fullmatch(text)
-    if simple:  # what numpy writes for a string: skip the parser (a plan reads thousands)
-        descr, shape = simple.group(1), ()
-    else:
-        try:
-            header = ast.literal_eval(text)
-            descr, shape = header["descr"], tuple(header["shape"])
-        except (ValueError, SyntaxError, KeyError, TypeError):
-            raise NpzEntryError(f"{key} has an unreadable .npy header") from None
+    stream = io.BytesIO(raw)
+    descr, shape = _read_header(stream, key)
     if shape not in ((), (1,)):
         raise NpzEntryError(f"{key} is an array of shape {shape}, not a single string")
-    body = raw[start + header_len:]
+    body = stream.read()
     if not isinstance(descr, str) or descr[1:2] not in ("U", "S"):
         raise NpzEntryError(f"{key} is stored as {descr!r} (a pickled object?), not a plain string; "
                             "save it with np.array(json.dumps(...))")
