@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner import graph, upstream
 from runner.commands import fingerprint, flag_value, script_hash, script_of
@@ -269,13 +269,13 @@ def plan(settings: Settings) -> list[Job]:
     doses = [d for d in found if not settings.doses or d in settings.doses]
     manifest_meta = _manifest_metadata(settings)
     inputs = _Inputs()
-    build: dict[str, Callable[..., Job]] = {}  # per key: the job, given what its needs will produce
+    build: dict[str, _Planned] = {}
     if "E" in settings.phases:
         train_hash = script_hash(settings.train_cmd, settings.workdir)
         for dose in doses:
             for model in (upstream.BASELINE, *views):
-                build[f"E/dose_{dose}/{model}"] = partial(upstream.training_job, settings, dose, model,
-                                                          script_hash=train_hash)
+                build[f"E/dose_{dose}/{model}"] = _Planned("E", {"dose": dose, "view": model, "split": None}, partial(
+                    upstream.training_job, settings, dose, model, script_hash=train_hash))
     if "F" in settings.phases:
         recon_hash = script_hash(settings.recon_cmd, settings.workdir)
         for dose in doses:
@@ -283,39 +283,46 @@ def plan(settings: Settings) -> list[Job]:
                 for split in splits:
                     meta = _metadata(upstream.existing_view_npz(settings, dose, view, split), manifest_meta,
                                      (dose, view, split))
-                    build[f"F/dose_{dose}/{view}/{split}"] = partial(upstream.reconstruction_job, settings, dose,
-                                                                     view, split, metadata=meta,
-                                                                     script_hash=recon_hash)
+                    build[f"F/dose_{dose}/{view}/{split}"] = _Planned(
+                        "F", {"dose": dose, "view": view, "split": split},
+                        partial(upstream.reconstruction_job, settings, dose, view, split, metadata=meta,
+                                script_hash=recon_hash))
     if "G" in settings.phases:
         compare_hash = script_hash(settings.compare_cmd, settings.workdir)
         for dose in doses:
             for view in views:
                 for split in splits:
-                    build[f"dose_{dose}/{view}/{split}"] = partial(
-                        _g_job, settings, dose, view, split, sources[view], manifest_meta, compare_hash)
+                    build[f"dose_{dose}/{view}/{split}"] = _Planned(
+                        "G", {"dose": dose, "view": view, "split": split},
+                        partial(_g_job, settings, dose, view, split, sources[view], manifest_meta, compare_hash))
     return _linked(settings, build, inputs)
 
 
-def _linked(settings: Settings, build: dict[str, Callable[..., Job]], inputs: _Inputs) -> list[Job]:
-    """The jobs with their needs (by settings.phase_needs, matched by condition), each planned
-    knowing which of its inputs a job of this run will make, and able to plan itself again from
-    the files once its needs succeeded."""
-    jobs = {key: make(inputs) for key, make in build.items()}
+class _Planned(NamedTuple):
+    """A job before it is made: its phase and condition (enough to find its needs), and how to
+    make it, given the inputs its needs will produce."""
+
+    phase: str
+    condition: dict[str, Any]
+    make: Callable[..., Job]
+
+
+def _linked(settings: Settings, build: dict[str, _Planned], inputs: _Inputs) -> list[Job]:
+    """Each job made once, with its needs (by settings.phase_needs, matched by condition), knowing
+    which of its inputs a job of this run will make, and able to plan itself again from the files
+    once its needs succeeded."""
     by_dose: dict[tuple[str, int], list[str]] = {}  # the candidates, so 10,000 jobs link in linear time
-    for key, job in jobs.items():
-        by_dose.setdefault((job.phase, job.condition["dose"]), []).append(key)
+    for key, planned in build.items():
+        by_dose.setdefault((planned.phase, planned.condition["dose"]), []).append(key)
     linked = []
-    for key, job in jobs.items():
-        wanted = settings.phase_needs.get(job.phase, ())
-        needs = tuple(k for phase in wanted for k in by_dose.get((phase, job.condition["dose"]), ())
-                      if _serves(jobs[k], job))
+    for key, (phase, condition, make) in build.items():
+        needs = tuple(k for wanted in settings.phase_needs.get(phase, ())
+                      for k in by_dose.get((wanted, condition["dose"]), ()) if _serves(build[k].condition, condition))
         if not needs:
-            linked.append(job)
+            linked.append(make(inputs))
             continue
-        produced = frozenset(p for k in needs for p in upstream.produces(jobs[k]))
-        make = build[key]
-        job = make(inputs, produced=produced)
-        linked.append(replace(job, needs=needs, replan=partial(_replanned, make, needs)))
+        produced = frozenset(upstream.produces(settings, build[k].phase, build[k].condition) for k in needs)
+        linked.append(replace(make(inputs, produced=produced), needs=needs, replan=partial(_replanned, make, needs)))
     return graph.topological(linked)
 
 
@@ -324,10 +331,9 @@ def _replanned(make: Callable[..., Job], needs: tuple[str, ...]) -> Job:
     return replace(make(_Inputs()), needs=needs)
 
 
-def _serves(need: Job, job: Job) -> bool:
-    """Whether `need`'s outputs are inputs of `job`: same dose, same view (a baseline serves every
-    view), and same split where both have one."""
-    a, b = need.condition, job.condition
+def _serves(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether the outputs of the job of condition `a` are inputs of the job of condition `b`:
+    same dose, same view (a baseline serves every view), and same split where both have one."""
     return a["dose"] == b["dose"] \
         and (a["view"] == b["view"] or upstream.BASELINE in (a["view"], b["view"])) \
         and (a.get("split") is None or b.get("split") is None or a["split"] == b["split"])

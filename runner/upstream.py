@@ -101,13 +101,13 @@ def reconstruction_job(settings: Settings, dose: int, view: str, split: str, kno
                blocked_reason=_missing([("Phase D view", data)], produced), phase="F")
 
 
-def produces(job: Job) -> list[str]:
-    """The paths a job of phase E or F makes that other jobs read (a model folder, an NPZ)."""
-    if job.phase == "E" and isinstance(job.check, OutputsCheck):
-        return [str(job.check.files[0].parent)]
-    if job.phase == "F" and isinstance(job.check, OutputsCheck):
-        return [str(job.check.files[0])]
-    return []
+def produces(settings: Settings, phase: str, condition: dict[str, Any]) -> str | None:
+    """What a job of phase E or F makes that other jobs read: a model folder, a reconstruction."""
+    if phase == "E":
+        return model_dir(settings, condition["dose"], condition["view"])
+    if phase == "F":
+        return reconstruction_npz(settings, condition["dose"], condition["view"], condition["split"])
+    return None
 
 
 def write_reconstruction_manifest(settings: Settings, jobs: list[Job], results: list[dict],
