@@ -1,8 +1,10 @@
--- The ledger's schema at version 7: what the migrations build in a new ledger.
--- Generated from migrations/ by `make schema` (python scripts/make_schema.py); do not edit it:
--- change the schema with a new migration, then regenerate this file.
+-- The ledger's schema at version 8: what the migrations build in a new ledger, with
+-- the study's views (runner/ptycho/views.sql), which every run installs.
+-- Generated from migrations/ and views.sql by `make schema` (python scripts/make_schema.py);
+-- do not edit it: change the engine's schema with a new migration, or the study's views in
+-- views.sql, then regenerate it.
 PRAGMA application_id = 1347705170;
-PRAGMA user_version = 7;
+PRAGMA user_version = 8;
 
 CREATE TABLE runs (
     run_id          INTEGER PRIMARY KEY,
@@ -16,35 +18,8 @@ CREATE TABLE runs (
     runner_version  TEXT NOT NULL,
     git_commit      TEXT,                   -- commit of the compare script's checkout, if any
     slots           TEXT                    -- JSON list of {slot, device, gpu_uuid}
-);
-
-CREATE TABLE jobs (
-    job_id              INTEGER PRIMARY KEY,
-    key                 TEXT NOT NULL UNIQUE,   -- e.g. 'dose_1000/dense/train'
-    plan_order          INTEGER NOT NULL,       -- position in the study's deterministic order
-    dose                INTEGER,
-    view                TEXT,
-    split               TEXT,
-    argv                TEXT NOT NULL,          -- JSON list, the planned command
-    cwd                 TEXT NOT NULL,
-    output_dir          TEXT NOT NULL,
-    fingerprint         TEXT NOT NULL,          -- hash of argv, input files (size, mtime), script
-    selection_strategy  TEXT,                   -- Phase D metadata, NULL when absent
-    acceptance_rate     REAL,
-    spacing_threshold   REAL,
-    n_accepted          INTEGER,
-    n_rejected          INTEGER,
-    state               TEXT NOT NULL CHECK (state IN
-                          ('pending', 'running', 'succeeded', 'failed', 'blocked', 'interrupted')),
-    blocked_reason      TEXT,
-    last_run_id         INTEGER REFERENCES runs (run_id),
-    updated_at          TEXT NOT NULL
 ,
-    phase TEXT NOT NULL DEFAULT 'G' CHECK (phase IN ('E', 'F', 'G')));
-
-CREATE INDEX jobs_by_run ON jobs (last_run_id, plan_order);
-
-CREATE INDEX jobs_by_plan_order ON jobs (plan_order);
+    study TEXT);
 
 CREATE TABLE failure_classes (
     name        TEXT PRIMARY KEY,
@@ -140,14 +115,46 @@ CREATE TABLE job_needs (
 
 CREATE INDEX job_needs_by_need ON job_needs (needs_job_id);
 
+CREATE TABLE "jobs" (
+    job_id          INTEGER PRIMARY KEY,
+    key             TEXT NOT NULL UNIQUE,   -- e.g. 'dose_1000/dense/train'
+    plan_order      INTEGER NOT NULL,       -- position in the study's deterministic order
+    kind            TEXT NOT NULL DEFAULT '',  -- the study's kind of job (see kinds)
+    labels          TEXT NOT NULL DEFAULT '{}',  -- JSON object: the job's condition, in the study's words
+    argv            TEXT NOT NULL,          -- JSON list, the planned command
+    cwd             TEXT NOT NULL,
+    output_dir      TEXT NOT NULL,          -- the job's folder: its logs are in output_dir/logs
+    fingerprint     TEXT NOT NULL,          -- hash of argv, input files (size, mtime), identity
+    state           TEXT NOT NULL CHECK (state IN
+                      ('pending', 'running', 'succeeded', 'failed', 'blocked', 'interrupted')),
+    blocked_reason  TEXT,
+    last_run_id     INTEGER REFERENCES runs (run_id),
+    updated_at      TEXT NOT NULL
+);
+
+CREATE INDEX jobs_by_run ON jobs (last_run_id, plan_order);
+
+CREATE INDEX jobs_by_plan_order ON jobs (plan_order);
+
+CREATE TABLE kinds (
+    name    TEXT PRIMARY KEY,   -- a job's kind
+    title   TEXT NOT NULL       -- the heading `status` gives its jobs
+);
+
 CREATE VIEW condition_grid AS
-SELECT j.phase, j.dose, j.view, j.split, j.state,
+SELECT json_extract(j.labels, '$.phase') AS phase, json_extract(j.labels, '$.dose') AS dose,
+       COALESCE(json_extract(j.labels, '$.view'), json_extract(j.labels, '$.model')) AS view,
+       json_extract(j.labels, '$.split') AS split, j.state,
        (SELECT COUNT(*) FROM attempts c WHERE c.job_id = j.job_id) AS n_attempts,
        a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code,
        a.failure_class,
        CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
        a.stdout_log, a.stderr_log,
-       j.selection_strategy, j.acceptance_rate, j.spacing_threshold, j.n_accepted, j.n_rejected,
+       json_extract(j.labels, '$.selection_strategy') AS selection_strategy,
+       json_extract(j.labels, '$.acceptance_rate') AS acceptance_rate,
+       json_extract(j.labels, '$.spacing_threshold') AS spacing_threshold,
+       json_extract(j.labels, '$.n_accepted') AS n_accepted,
+       json_extract(j.labels, '$.n_rejected') AS n_rejected,
        j.key, j.job_id, j.plan_order,
        a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
 FROM jobs j
@@ -157,7 +164,9 @@ LEFT JOIN attempts a
 ORDER BY j.plan_order;
 
 CREATE VIEW failed_attempts AS
-SELECT j.phase, j.dose, j.view, j.split, a.number AS attempt, a.state, a.failure_class,
+SELECT json_extract(j.labels, '$.phase') AS phase, json_extract(j.labels, '$.dose') AS dose,
+       COALESCE(json_extract(j.labels, '$.view'), json_extract(j.labels, '$.model')) AS view,
+       json_extract(j.labels, '$.split') AS split, a.number AS attempt, a.state, a.failure_class,
        a.exit_code, a.signal, a.failure_detail, a.device, a.started_at, a.duration_s,
        a.stdout_log, a.stderr_log, a.run_id, j.key
 FROM attempts a
@@ -166,19 +175,22 @@ WHERE a.state IN ('failed', 'interrupted')
 ORDER BY a.attempt_id;
 
 CREATE VIEW study_metrics AS
-SELECT j.dose, j.view, j.split, m.model, m.metric, m.amplitude, m.phase, m.value,
+SELECT json_extract(j.labels, '$.dose') AS dose, json_extract(j.labels, '$.view') AS view,
+       json_extract(j.labels, '$.split') AS split, m.model, m.metric, m.amplitude, m.phase, m.value,
        a.number AS attempt, a.attempt_id, j.key
 FROM metrics m
 JOIN attempts a USING (attempt_id)
 JOIN jobs j USING (job_id)
-WHERE a.state = 'succeeded' AND j.phase = 'G'
+WHERE a.state = 'succeeded' AND json_extract(j.labels, '$.phase') = 'G'
 ORDER BY j.plan_order, m.model, m.metric;
 
 CREATE VIEW phase_results AS
-SELECT j.phase, j.dose, j.view, j.split, m.model, m.metric, m.value, a.duration_s, a.device,
+SELECT json_extract(j.labels, '$.phase') AS phase, json_extract(j.labels, '$.dose') AS dose,
+       COALESCE(json_extract(j.labels, '$.view'), json_extract(j.labels, '$.model')) AS view,
+       json_extract(j.labels, '$.split') AS split, m.model, m.metric, m.value, a.duration_s, a.device,
        a.number AS attempt, a.attempt_id, j.key
 FROM metrics m
 JOIN attempts a USING (attempt_id)
 JOIN jobs j USING (job_id)
-WHERE a.state = 'succeeded' AND j.phase IN ('E', 'F')
+WHERE a.state = 'succeeded' AND json_extract(j.labels, '$.phase') IN ('E', 'F')
 ORDER BY j.plan_order, m.model, m.metric;

@@ -26,7 +26,7 @@ def figures(ledger: Path, run_id: int | None) -> dict:
         if run_id is None:
             run_id = conn.execute("SELECT MAX(run_id) FROM attempts").fetchone()[0]
         slots = len(json.loads(conn.execute("SELECT slots FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]))
-        attempts = conn.execute("SELECT j.key, j.phase, a.started_at, a.ended_at, a.duration_s FROM attempts a "
+        attempts = conn.execute("SELECT j.key, j.kind, a.started_at, a.ended_at, a.duration_s FROM attempts a "
                                 "JOIN jobs j USING (job_id) WHERE a.run_id = ? AND a.ended_at IS NOT NULL",
                                 (run_id,)).fetchall()
         needs = conn.execute("SELECT j.key, n.key FROM job_needs d JOIN jobs j ON j.job_id = d.job_id "

@@ -1,5 +1,6 @@
-"""One run of a study, wired: plan, open the ledger, recover what a dead runner left, sync the
-plan, choose and order the work, schedule it, write the manifest. The CLI parses the arguments,
+"""One run of a study, wired: the study plans, the engine prepares the jobs (fingerprints, missing
+inputs), opens the ledger, recovers what a dead runner left, syncs the plan, chooses and orders
+the work, schedules it; after the run the study writes its files. The CLI parses the arguments,
 calls `run` (or `dry_run`) and prints; nothing here parses arguments or picks an exit code.
 """
 
@@ -17,19 +18,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import __version__, downstream, graph, manifest, upstream
+from runner import __version__, files, graph, inputs
 from runner.config import Backend, ConfigError, Order, Settings
 from runner.executors import Executor
 from runner.executors.local import LocalExecutor
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, expected_durations, probe, read_snapshot
+from runner.ledger import Ledger, LedgerError, expected_durations, probe, read_snapshot, run_results
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
 from runner.resume import reconcile, select
 from runner.scheduler import Policy, Scheduler
 from runner.slots import Device, Slot, SlotPool, build_slots, parse_gpus, seat_costs
-from runner.study import check_compare_command, plan
+from runner.study import RunRecord, Study, StudySettings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -39,11 +40,18 @@ class RunSummary:
     run_id: int
     states: list[str]  # of every planned job at the end
     stop_signal: int | None  # the signal that stopped the run, if one did
-    manifest: Path | None  # None when it could not be written
+    named_file: Path | None  # the study's file to name to the user (None when none was written)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    jobs: list[Job]  # in launch order
+    written: list[Path]
+    graph: bool  # the plan has several kinds of job, or needs
 
 
 def git_commit(folder: Path) -> str | None:
-    """HEAD of the checkout holding the compare script, '+dirty' when it has local changes."""
+    """HEAD of the checkout the commands run from, '+dirty' when it has local changes."""
     try:
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -74,23 +82,28 @@ def ensure_writable(folder: Path) -> None:
                           "choose another --artifact-root") from None
 
 
-def dry_run(settings: Settings) -> tuple[list[Job], list[Path]]:
-    """The plan in launch order (by the durations an existing ledger knows), written as the
-    reference's dry run does (manifest and numbered summary of the comparisons) and, with
-    phases E or F, as job_graph.json."""
-    make_phase_roots(settings)
-    jobs = plan(settings)
-    ensure_writable(settings.artifact_root)
-    durations = known_durations(settings.ledger) if settings.order is Order.LONGEST_FIRST else {}
-    ordered = graph.launch_order(jobs, durations) if settings.order is Order.LONGEST_FIRST else jobs
-    comparisons = [job for job in jobs if job.phase == "G"]
-    written = []
-    if set(settings.phases) != {"G"}:
-        written.append(manifest.write_graph(settings.artifact_root, ordered))
-    if comparisons:
-        written += manifest.write_plan(settings.artifact_root, comparisons,
-                                       downstream.plan_fields(settings, comparisons))
-    return ordered, written
+def planned(study: Study, settings: StudySettings) -> list[Job]:
+    """The study's jobs, every one after all it needs, fingerprinted, the ones whose inputs are
+    missing blocked (GraphError for a cycle)."""
+    return inputs.prepare(graph.topological(study.plan(settings)))
+
+
+def default_seconds(study: Study) -> dict[str, float]:
+    return {kind.name: kind.default_seconds for kind in study.kinds}
+
+
+def dry_run(settings: Settings, study: Study, study_settings: StudySettings) -> DryRun:
+    """The plan in launch order (by the durations an existing ledger knows), written by the study
+    as it describes a plan, and as job_graph.json when it is a graph."""
+    jobs = planned(study, study_settings)
+    study.check(study_settings, jobs, launching=False)
+    ensure_writable(study_settings.artifact_root)
+    ordered = jobs
+    if settings.order is Order.LONGEST_FIRST:
+        ordered = graph.launch_order(jobs, known_durations(settings.ledger), default_seconds(study))
+    written = [files.write_job_graph(study_settings.artifact_root, ordered)] if files.is_graph(jobs) else []
+    written += study.write_plan(study_settings, ordered)
+    return DryRun(ordered, written, files.is_graph(jobs))
 
 
 def known_durations(ledger: Path) -> dict[str, float]:
@@ -124,27 +137,17 @@ def make_slots(settings: Settings, jobs: list[Job]) -> list[Slot]:
 
 
 def make_pool(settings: Settings, slots: list[Slot]) -> SlotPool:
-    """GPU seats shared by phase weight (jobs_per_gpu); on the CPU and on SLURM one seat a job."""
+    """GPU seats shared by kind (jobs_per_gpu); on the CPU and on SLURM one seat a job."""
     on_gpu = settings.backend is Backend.LOCAL and any(s.device.visible_id for s in slots)
     return SlotPool(slots, seat_costs(settings.jobs_per_gpu, on_gpu), settings.max_parallel if on_gpu else None)
 
 
-def make_phase_roots(settings: Settings) -> None:
-    """The folders the run's trainings and reconstructions write into."""
-    for phase, root in (("E", settings.phase_e_root), ("F", settings.phase_f_root)):
-        if phase in settings.phases:
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"cannot make the Phase {phase} folder {root} ({exc.strerror})") from None
-
-
-def run(settings: Settings, warn: Callable[[str], None]) -> RunSummary:
-    """Plan, check and lock, then run the study; `warn` hears what the user should know."""
-    make_phase_roots(settings)
-    jobs = plan(settings)
-    ensure_writable(settings.artifact_root)
-    check_compare_command(settings)
+def run(settings: Settings, study: Study, study_settings: StudySettings, warn: Callable[[str], None]) -> RunSummary:
+    """Plan, check and lock, then run the study and let it write its files; `warn` hears what the
+    user should know."""
+    jobs = planned(study, study_settings)
+    ensure_writable(study_settings.artifact_root)
+    study.check(study_settings, jobs, launching=True)
     slots = make_slots(settings, jobs)
     warning = network_filesystem_warning(settings.ledger)
     if warning:
@@ -153,13 +156,32 @@ def run(settings: Settings, warn: Callable[[str], None]) -> RunSummary:
     lock = RunnerLock(settings.ledger)
     lock.acquire()
     try:
-        return asyncio.run(_run(settings, jobs, slots, warn))
+        run_id, stopped = asyncio.run(_run(settings, study, study_settings, jobs, slots))
+        # The study's files, from the ledger, once the writer is closed: no study work runs on
+        # the event loop.
+        results = read_snapshot(settings.ledger, lambda db: run_results(db, run_id))
+        named = _after_run(study, study_settings, RunRecord(settings.ledger, run_id, jobs, results), warn)
     finally:
         lock.release()
+    return RunSummary(run_id, [r["state"] for r in results], stopped, named)
 
 
-async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Callable[[str], None]) -> RunSummary:
-    ledger = await Ledger.open(settings.ledger)
+def _after_run(study: Study, study_settings: StudySettings, record: RunRecord, warn: Callable[[str], None]) -> Path | None:
+    """job_graph.json when the plan is a graph, then the study's own files. A file that cannot be
+    written (a full disk) is a warning: the ledger holds every result anyway."""
+    if files.is_graph(record.jobs):
+        try:
+            files.write_job_graph(study_settings.artifact_root, record.jobs, record.results)
+        except OSError as exc:
+            warn(f"cannot write {files.JOB_GRAPH} in {study_settings.artifact_root} ({exc.strerror or exc}); "
+                 "the ledger has the results")
+    return study.after_run(study_settings, record, warn)
+
+
+async def _run(settings: Settings, study: Study, study_settings: StudySettings, jobs: list[Job],
+               slots: list[Slot]) -> tuple[int, int | None]:
+    """The run itself, on the ledger's writer; its id and the signal that stopped it, if one did."""
+    ledger = await Ledger.open(settings.ledger, study.views)
     progress = Progress(total=0)
     executor = make_executor(settings)
     # A dead runner's local children are recovered here whatever the backend of this run.
@@ -176,9 +198,10 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
                                  "this run's plan; left to a later run")
         run_id = await ledger.begin_run(
             socket.gethostname(), getpass.getuser(), os.getpid(), invocation(), __version__,
-            git_commit(settings.workdir),
-            [{"slot": s.name, "device": s.device.visible_id, "gpu_uuid": s.device.uuid} for s in slots])
-        rows = await ledger.sync_jobs(jobs, run_id)
+            git_commit(study_settings.workdir),
+            [{"slot": s.name, "device": s.device.visible_id, "gpu_uuid": s.device.uuid} for s in slots],
+            study.describe(study_settings))
+        rows = await ledger.sync_jobs(jobs, run_id, study.kinds)
         selection = await select(ledger, jobs, rows, settings.force, settings.only_failed,
                                  frozenset(job.key for job, _, _ in reattach))
         progress.total = len(selection.to_run) + len(reattach)
@@ -191,10 +214,11 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
                          + f"; ledger {settings.ledger}")
         for job in selection.blocked:
             progress.message(f"blocked {job.key}: {job.blocked_reason}")
-        work = selection.to_run
+        work = [(item.job, item.job_id) for item in selection.to_run]
         if settings.order is Order.LONGEST_FIRST and len(work) > 1:
-            ids = {job.key: job_id for job, job_id in work}
-            ordered = graph.launch_order([job for job, _ in work], await ledger.expected_durations())
+            ids = dict((job.key, job_id) for job, job_id in work)
+            ordered = graph.launch_order([job for job, _ in work], await ledger.expected_durations(),
+                                         default_seconds(study))
             work = [(job, ids[job.key]) for job in ordered]
         scheduler = Scheduler(ledger, make_pool(settings, slots), run_id,
                               Policy(settings.timeout, settings.grace, settings.retries), executor, progress)
@@ -210,34 +234,7 @@ async def _run(settings: Settings, jobs: list[Job], slots: list[Slot], warn: Cal
                 loop.remove_signal_handler(sig)
         stopped = scheduler.stop_signal
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
-        results = await ledger.run_results(run_id)
-        manifest_path = await _write_files(settings, jobs, results, ledger, warn)
     finally:
         progress.close()
         await ledger.close()
-    return RunSummary(run_id, [r["state"] for r in results], stopped, manifest_path)
-
-
-async def _write_files(settings: Settings, jobs: list[Job], results: list[dict], ledger: Ledger,
-                       warn: Callable[[str], None]) -> Path | None:
-    """The files a run leaves beside the ledger: comparison_manifest.json and the files
-    PtychoPINN's downstream tools read (comparisons only, as before), Phase F's
-    reconstruction_manifest.json, and job_graph.json when the run has phases E or F. A file
-    that cannot be written (a full disk) is a warning: the ledger holds every result anyway."""
-    comparisons = [job for job in jobs if job.phase == "G"]
-    keys = {job.key for job in comparisons}
-    manifest_path = None
-    try:
-        if comparisons:
-            manifest_path = downstream.write_run_files(settings, comparisons, [r for r in results if r["key"] in keys])
-    except (OSError, LedgerError) as exc:
-        warn(f"cannot write comparison_manifest.json and the metrics summaries in {settings.artifact_root} "
-             f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
-    try:
-        if set(settings.phases) != {"G"}:
-            manifest.write_graph(settings.artifact_root, jobs, results)
-            upstream.write_reconstruction_manifest(settings, jobs, results, await ledger.phase_numbers())
-    except (OSError, LedgerError) as exc:
-        warn(f"cannot write job_graph.json or Phase F's reconstruction_manifest.json "
-             f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
-    return manifest_path
+    return run_id, stopped

@@ -1,11 +1,13 @@
 """Command line: `python -m runner run|status|report`. Parses arguments, calls the command (a run
 is wired in `app`), prints, and turns user errors into one `runner: error: ...` line and an exit code.
+This is where the engine meets its study: `runner.ptycho`, the ptychography study, adds its
+options and receives its settings; nothing else of the engine imports it.
 
 Exit codes of `run`: 0 every planned job has succeeded (now or in an earlier run); 1 some job
 failed, was interrupted or is blocked; 2 bad input, nothing launched; 128+N stopped by signal N.
 
 Each command imports what it needs when it runs: `status` must start in a few tens of
-milliseconds and never loads asyncio or the planner.
+milliseconds and never loads asyncio, the planner or the study.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from runner import __version__
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from runner.config import Settings
+    from runner.study import Study, StudySettings
+
+
+def the_study() -> Study:
+    from runner.ptycho import STUDY
+
+    return STUDY
 
 
 class UsageError(Exception):
@@ -32,10 +41,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that carry a message for the user (evaluated only when one is raised)."""
     from runner.config import ConfigError
     from runner.executors.slurm import ClusterUnavailable
+    from runner.graph import GraphError
     from runner.ledger import LedgerError
     from runner.lock import LockError
     from runner.slots import SlotError
-    from runner.graph import GraphError
     from runner.study import PlanError
     return UsageError, ConfigError, PlanError, GraphError, LedgerError, LockError, SlotError, ClusterUnavailable
 
@@ -45,53 +54,32 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="runner", description="Run the comparison jobs of a ptychography study "
-                    "on GPU slots, with a SQLite ledger you can resume from and query.")
+def build_parser(study: Study | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; `study` adds its options to `run` and `report`."""
+    parser = Parser(prog="runner", description="Run the GPU jobs of a ptychography study (training, "
+                    "Pty-Chi reconstruction, comparison) on GPU slots, with a SQLite ledger you can "
+                    "resume from and query.")
     parser.add_argument("--version", action="version", version=f"runner {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = commands.add_parser("run", help="run every comparison job of the study")
-    where = run.add_argument_group("study folders")
-    where.add_argument("--config", help="TOML file with the same keys as the flags (flags win)")
-    where.add_argument("--study-root", help="folder holding phase_c .. phase_f (sets the roots below)")
-    for phase in "cdef":
-        where.add_argument(f"--phase-{phase}-root", help=f"Phase {phase.upper()} output folder")
-    where.add_argument("--artifact-root", help="where comparison outputs, logs and the ledger go")
-    where.add_argument("--ledger", help="ledger file (default <artifact-root>/ledger.db)")
-    pick = run.add_argument_group("which jobs")
-    pick.add_argument("--dose", action="append", help="only this dose (repeatable)")
-    pick.add_argument("--view", action="append", help="dense or sparse (repeatable)")
-    pick.add_argument("--split", action="append", help="train or test (repeatable)")
+    run = commands.add_parser("run", help="run the jobs of the study")
+    run.add_argument("--config", help="TOML file: the run's keys under [run], the study's under [study], "
+                                      "each a flag's name with underscores (flags win)")
+    if study is not None:
+        study.add_run_options(run)
+    pick = run.add_argument_group("what to run")
     pick.add_argument("--force", action="store_true", help="rerun jobs that already succeeded")
     pick.add_argument("--only-failed", action="store_true", help="rerun only failed or interrupted jobs")
-    pick.add_argument("--phases", help="the study's phases to run as one graph of jobs: E (training), F "
-                                       "(Pty-Chi reconstruction), G (comparison, the default), e.g. E,F,G")
     pick.add_argument("--dry-run", action="store_true",
                       help="write the plan and print the jobs in launch order with what each needs; launch nothing")
     pick.add_argument("--order", choices=("longest-first", "plan"),
-                      help="launch order: longest-first (default; by the durations of earlier "
-                           "successes, never-run jobs first) or the study's plan order")
-    cmd = run.add_argument_group("the commands")
-    cmd.add_argument("--compare-cmd", help="command prefix, split like a shell would "
-                                           "(default: python -m scripts.compare_models)")
-    cmd.add_argument("--workdir", help="working directory of each job (default: current folder)")
-    cmd.add_argument("--compare-arg", action="append", help="extra argument for every job (repeatable)")
-    cmd.add_argument("--train-cmd", help="Phase E command prefix (default: python scripts/train_model.py); "
-                                         "PtychoPINN's training flags follow it")
-    cmd.add_argument("--train-arg", action="append", help="extra argument for every training (repeatable)")
-    cmd.add_argument("--recon-cmd", help="Phase F command prefix (default: python scripts/reconstruct_ptychi.py)")
-    cmd.add_argument("--recon-arg", action="append", help="extra argument for every reconstruction (repeatable)")
-    cmd.add_argument("--test-data", action="append",
-                     help="phase_c or phase_d, or VIEW=SOURCE: where each view's test NPZ comes from")
-    cmd.add_argument("--checkpoint-name", help="model file that must exist in each model folder")
-    cmd.add_argument("--success", choices=("metrics", "exit-code"),
-                     help="what proves an attempt succeeded: exit 0 and a complete "
-                          "comparison_metrics.csv (metrics, the default) or exit 0 alone (exit-code)")
+                      help="launch order: longest-first (default; by critical path and the durations of "
+                           "earlier successes, never-run jobs first) or the study's plan order")
+    pick.add_argument("--ledger", help="ledger file (default <artifact-root>/ledger.db)")
     res = run.add_argument_group("resources")
     res.add_argument("--gpus", help="auto (default), none, or a list of indices / GPU UUIDs")
-    res.add_argument("--jobs-per-gpu", help="concurrent jobs per GPU (default 1): one number, or per phase "
-                                            "such as E=1,F=2,G=4 (a training then takes a whole GPU)")
+    res.add_argument("--jobs-per-gpu", help="concurrent jobs per GPU (default 1): one number, or per kind of "
+                                            "job such as E=1,F=2,G=4 (a training then takes a whole GPU)")
     res.add_argument("--max-parallel", type=int, help="concurrent jobs without GPUs (default 1); a cap with GPUs")
     res.add_argument("--timeout", type=float, help="seconds per attempt before its group is killed")
     res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 10)")
@@ -103,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--account", help="sbatch --account")
     cluster.add_argument("--cpus-per-task", type=int, help="sbatch --cpus-per-task (also OMP_NUM_THREADS)")
     cluster.add_argument("--mem", help="sbatch --mem (e.g. 16G)")
-    cluster.add_argument("--sbatch-arg", action="append",
+    cluster.add_argument("--sbatch-arg", action="append", dest="sbatch_args",
                          help="extra sbatch option (repeatable; write --sbatch-arg=--qos=high)")
     cluster.add_argument("--on-interrupt", help="on Ctrl-C/SIGTERM: cancel (default) the SLURM jobs, or leave them "
                                                 "running for the next run to re-attach")
@@ -119,20 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ledger", help="ledger file")
     rep.add_argument("--artifact-root", help="folder holding ledger.db")
     rep.add_argument("--out", help="report folder (default: report/ beside the ledger)")
-    rep.add_argument("--condition", help="condition whose images the montage shows, e.g. dose_1000/dense/test")
+    if study is not None:
+        study.add_report_options(rep)
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    from runner.config import build_settings
+def settings_from_args(args: argparse.Namespace, study: Study,
+                       warn=lambda line: None) -> tuple[Settings, StudySettings]:
+    """The engine's settings and the study's, from the config file (if any) and the flags."""
+    from runner import config
 
-    cli = {key: value for key, value in vars(args).items() if key != "command"}
-    cli["compare_args"] = cli.pop("compare_arg")
-    cli["sbatch_args"] = cli.pop("sbatch_arg")
-    return build_settings(cli)
+    given = {key: value for key, value in vars(args).items() if key != "command"}
+    return config.load(given, study, Path.cwd(), warn)
 
 
-def command_run(args: argparse.Namespace) -> int:
+def command_run(args: argparse.Namespace, study: Study) -> int:
     import shlex
 
     from runner import app
@@ -140,26 +129,26 @@ def command_run(args: argparse.Namespace) -> int:
     # Everything this run creates (ledger, logs, manifests, the folders holding them, and, through
     # the inherited umask, the commands' outputs) is readable by the user only.
     os.umask(0o077)
-    settings = settings_from_args(args)
+    warn = lambda line: print(f"runner: warning: {line}", file=sys.stderr)  # noqa: E731
+    settings, study_settings = settings_from_args(args, study, warn)
     if settings.dry_run:
-        jobs, written = app.dry_run(settings)
-        graph = any(job.needs for job in jobs) or set(settings.phases) != {"G"}
-        for number, job in enumerate(jobs, 1):
+        plan = app.dry_run(settings, study, study_settings)
+        for number, job in enumerate(plan.jobs, 1):
             state = f"  # blocked: {job.blocked_reason}" if job.blocked_reason else ""
-            if graph:  # which job, of which phase, waiting for which
+            if plan.graph:  # which job, of which kind, waiting for which
                 needs = f"after {', '.join(job.needs)}" if job.needs else "needs nothing"
-                print(f"{number:3d}. [{job.phase}] {job.key}  ({needs}){state}\n     {shlex.join(job.argv)}")
+                print(f"{number:3d}. [{job.kind}] {job.key}  ({needs}){state}\n     {shlex.join(job.argv)}")
             else:
                 print(f"{number:3d}. {shlex.join(job.argv)}{state}")
-        print(f"dry run: {len(jobs)} jobs planned in launch order, nothing launched; plan in "
-              + " and ".join(map(str, written)))
+        print(f"dry run: {len(plan.jobs)} jobs planned in launch order, nothing launched; plan in "
+              + " and ".join(map(str, plan.written)))
         return 0
-    summary = app.run(settings, warn=lambda line: print(f"runner: warning: {line}", file=sys.stderr))
+    summary = app.run(settings, study, study_settings, warn)
     states = summary.states
     stopped = summary.stop_signal
     print(f"run {summary.run_id} {'stopped by signal ' + str(stopped) if stopped else 'finished'}: "
           + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-          + (f"; manifest {summary.manifest}" if summary.manifest else "")
+          + (f"; manifest {summary.named_file}" if summary.named_file else "")
           + f"; see `python -m runner status --ledger {settings.ledger}`")
     if stopped:
         return 128 + stopped
@@ -174,33 +163,21 @@ def ledger_from_args(args: argparse.Namespace) -> Path:
     return Path("ledger.db").resolve()
 
 
-def command_report(args: argparse.Namespace) -> int:
-    from runner import report
+def command_report(args: argparse.Namespace, study: Study) -> int:
     from runner.app import ensure_writable
 
     ledger = ledger_from_args(args)
     out = Path(args.out).expanduser().resolve() if args.out else ledger.parent / "report"
     ensure_writable(out)
-    try:
-        summary, files = report.write_report(ledger, out, args.condition)
-    except report.NothingToReport as exc:
-        print(f"runner: error: {exc}", file=sys.stderr)
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "ledger", "artifact_root", "out")}
+    report = study.report(ledger, out, options)
+    if report.error:
+        print(f"runner: error: {report.error}", file=sys.stderr)
         return 1
-    for problem in (files.plot_problem, files.downstream_problem, files.training_problem):
-        if problem:
-            print(f"runner: warning: {problem}", file=sys.stderr)
-    print(report.headline_text(summary))
-    print(f"{summary['n_reported']} of {summary['n_jobs']} conditions reported, "
-          f"{summary['n_failed_or_interrupted']} failed, {summary['n_blocked']} blocked, {summary['n_not_run']} not run")
-    for problem in summary["problems"]:
-        print(f"  {problem['key']}: {problem['state']} ({problem['failure_class']}) "
-              f"{problem['log_path'] or problem['detail'] or ''}")
-    print(f"report: {files.html}")
-    print(f"also: {files.summary}, {files.table}, {files.deltas}, {len(files.plots)} plots in {out / 'plots'}")
-    phases = report.phase_text(summary)
-    if phases:  # only ledgers with trainings or reconstructions
-        print(phases)
-        print(f"trainings and reconstructions: {files.phase_summary}")
+    for line in report.warnings:
+        print(f"runner: warning: {line}", file=sys.stderr)
+    for line in report.lines:
+        print(line)
     return 0
 
 
@@ -229,11 +206,15 @@ def command_status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else argv
+        command = next((word for word in words if not word.startswith("-")), None)
+        # `status` never loads the study; `run` and `report` take its options.
+        study = the_study() if command in ("run", "report") else None
+        args = build_parser(study).parse_args(words)
         if args.command == "run":
-            return command_run(args)
+            return command_run(args, study)
         if args.command == "report":
-            return command_report(args)
+            return command_report(args, study)
         return command_status(args)
     except user_errors() as exc:
         print(f"runner: error: {exc}", file=sys.stderr)

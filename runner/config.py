@@ -1,20 +1,29 @@
-"""The settings of one `run`: a TOML file (--config) overlaid by command-line flags, validated
-into one frozen dataclass. Every user mistake here raises ConfigError with a one-line message."""
+"""The engine's settings of one `run` (slots, GPUs, retries, timeouts, backend, order, ledger):
+the `[run]` table of a TOML file (--config) overlaid by command-line flags, validated into one
+frozen dataclass. The file's `[study]` table goes to the study, which reads its own settings with
+the value parsers below. Every user mistake raises ConfigError with a one-line message.
+
+A file of one flat table (as runner.toml was before the two tables) is still read: each key goes
+to whichever side owns it.
+"""
 
 from __future__ import annotations
 
 import enum
 import os
 import shlex
-import sys
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.study import Study, StudySettings
 
 # sbatch options the runner sets itself on every submission.
 OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
                       "--wrap", "--parsable", "--open-mode"}
+ENGINE_TABLE, STUDY_TABLE = "run", "study"
 
 
 class Backend(str, enum.Enum):
@@ -24,17 +33,10 @@ class Backend(str, enum.Enum):
     SLURM = "slurm"  # one sbatch job per attempt
 
 
-class SuccessRule(str, enum.Enum):
-    """What proves an attempt succeeded."""
-
-    METRICS = "metrics"  # exit 0 and a complete metrics file written by the attempt (the default)
-    EXIT_CODE = "exit-code"  # exit 0 alone (commands that write no metrics, e.g. benchmarks)
-
-
 class Order(str, enum.Enum):
     """Launch order."""
 
-    LONGEST_FIRST = "longest-first"  # by the durations of earlier successes, never-run jobs first
+    LONGEST_FIRST = "longest-first"  # by critical path and the durations of earlier successes
     PLAN = "plan"  # the study's plan order
 
 
@@ -45,53 +47,19 @@ class OnInterrupt(str, enum.Enum):
     LEAVE = "leave"  # keep running, for the next run to re-attach
 
 
-# Settings whose value is one of an enum's, with the flag that names them.
-CHOICES: dict[str, type[enum.Enum]] = {"backend": Backend, "success": SuccessRule, "order": Order,
-                                       "on_interrupt": OnInterrupt}
-DEFAULT_COMPARE_CMD = (sys.executable, "-m", "scripts.compare_models")
-DEFAULT_TRAIN_CMD = (sys.executable, "scripts/train_model.py")
-DEFAULT_RECON_CMD = (sys.executable, "scripts/reconstruct_ptychi.py")
-# The study's phases the runner can run: E trains the models, F reconstructs with Pty-Chi, G compares.
-PHASES = ("E", "F", "G")
-# By default a comparison waits for the models it compares and the reconstruction it scores.
-DEFAULT_PHASE_NEEDS = {"G": ("E", "F")}
-
-
 class ConfigError(Exception):
     """A setting the user gave is wrong."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    phase_c_root: Path
-    phase_d_root: Path | None
-    phase_e_root: Path
-    phase_f_root: Path
-    artifact_root: Path
     ledger: Path
-    doses: tuple[int, ...] = ()  # empty: every dose_<int> folder found
-    # Filters and choices as given; the study plan checks them against its vocabulary.
-    views: tuple[str, ...] = ()  # empty: every view
-    splits: tuple[str, ...] = ()  # empty: every split
-    compare_cmd: tuple[str, ...] = DEFAULT_COMPARE_CMD
-    compare_args: tuple[str, ...] = ()
-    workdir: Path = Path.cwd()
-    test_data: tuple[str, ...] = ()  # SOURCE or VIEW=SOURCE: where each view's test NPZ comes from
-    checkpoint_name: str | None = None
-    phases: tuple[str, ...] = ("G",)
-    train_cmd: tuple[str, ...] = DEFAULT_TRAIN_CMD
-    train_args: tuple[str, ...] = ()
-    recon_cmd: tuple[str, ...] = DEFAULT_RECON_CMD
-    recon_args: tuple[str, ...] = ()
-    # Per phase, the phases whose jobs its jobs wait for (matched by dose, view and split).
-    phase_needs: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_PHASE_NEEDS))
     gpus: str = "auto"
-    jobs_per_gpu: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PHASES, 1))
+    jobs_per_gpu: dict[str, int] = field(default_factory=dict)  # per kind of job; a kind not named: 1
     max_parallel: int | None = None
     timeout: float | None = None
     grace: float = 10.0
     retries: int = 0
-    success: SuccessRule = SuccessRule.METRICS
     order: Order = Order.LONGEST_FIRST
     force: bool = False
     only_failed: bool = False
@@ -106,49 +74,39 @@ class Settings:
     on_interrupt: OnInterrupt = OnInterrupt.CANCEL
 
 
-# Keys accepted in the TOML file: the flag names with underscores.
-TOML_KEYS = {f.name for f in fields(Settings)} | {"study_root", "compare_arg", "dose", "view", "split",
-                                                  "sbatch_arg", "train_arg", "recon_arg", "phase"}
+# Settings whose value is one of an enum's, with the flag that names them.
+CHOICES: dict[str, type[enum.Enum]] = {"backend": Backend, "order": Order, "on_interrupt": OnInterrupt}
 
-
-# The TOML type each key may have (a list holds values of the scalar types).
-_TEXT, _NUMBER = (str,), (int, float)
+# The TOML type each key may have (a list holds values of the scalar types), and in words.
+TEXT, NUMBER = (str,), (int, float)
 TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    **{key: (_TEXT, "a path") for key in ("study_root", "phase_c_root", "phase_d_root", "phase_e_root",
-                                          "phase_f_root", "artifact_root", "ledger", "workdir")},
-    **{key: ((str, list), "a string or a list of strings") for key in ("compare_cmd", "compare_args",
-                                                                       "compare_arg", "views", "view",
-                                                                       "splits", "split", "phases", "phase",
-                                                                       "train_cmd", "train_args", "train_arg",
-                                                                       "recon_cmd", "recon_args", "recon_arg")},
-    "phase_needs": ((dict,), "a table such as {G = [\"E\", \"F\"]}"),
+    "ledger": (TEXT, "a path"),
     "jobs_per_gpu": ((int, dict), "an integer or a table such as {E = 1, F = 2, G = 4}"),
-    **{key: ((int, str, list), "a number or a list of numbers") for key in ("doses", "dose")},
     **{key: ((int,), "an integer") for key in ("max_parallel", "retries")},
-    **{key: (_NUMBER, "a number of seconds") for key in ("timeout", "grace")},
+    **{key: (NUMBER, "a number of seconds") for key in ("timeout", "grace")},
     **{key: ((bool,), "true or false") for key in ("force", "only_failed", "dry_run")},
-    "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
-    "checkpoint_name": (_TEXT, "a file name"),
     "gpus": ((str, int), "a string such as \"auto\" or \"0,1\""),
-    **{key: (_TEXT, "one of " + ", ".join(m.value for m in choices)) for key, choices in CHOICES.items()},
+    **{key: (TEXT, "one of " + ", ".join(m.value for m in choices)) for key, choices in CHOICES.items()},
     **{key: ((str, int), "a word or a number") for key in ("partition", "time", "account", "mem")},
     "cpus_per_task": ((int,), "an integer"),
     **{key: ((str, list), "a string or a list of strings") for key in ("sbatch_args", "sbatch_arg")},
 }
+ENGINE_KEYS = frozenset(TOML_TYPES)  # the flags of `run` that are the engine's, underscored
 
 
-def _check_type(key: str, value: Any, path: Path) -> None:
-    kinds, expected = TOML_TYPES[key]
-    items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
-    if key == "phase_needs":  # a table of lists
-        items = [v for listed in items for v in (listed if isinstance(listed, list) else [listed])]
-    scalar_ok = all(isinstance(v, (str, int, float)) for v in items)
-    bool_ok = not isinstance(value, bool) or bool in kinds
-    if not (isinstance(value, kinds) and scalar_ok and bool_ok):
-        raise ConfigError(f"config file {path}: {key} = {value!r:.60} should be {expected}")
+# --- the config file -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A TOML file's settings, each side's apart; paths in it are relative to its folder."""
+
+    engine: dict[str, Any]
+    study: dict[str, Any]
+    path: Path
+    flat: bool  # written as one table (the engine's and the study's keys side by side)
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> ConfigFile:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -160,23 +118,46 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - TOML_KEYS)
+    tables = {name: data.pop(name) for name in (ENGINE_TABLE, STUDY_TABLE) if isinstance(data.get(name), dict)}
+    engine = dict(tables.get(ENGINE_TABLE, {}))
+    study = dict(tables.get(STUDY_TABLE, {}))
+    unknown = sorted(set(engine) - ENGINE_KEYS)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key {unknown[0]!r}; "
-                          f"known keys are the flag names with underscores")
-    for key, value in data.items():
-        _check_type(key, value, path)
-    return data
+        raise ConfigError(f"config file {path}: [{ENGINE_TABLE}] has no key {unknown[0]!r}; the run's keys are "
+                          f"its flags with underscores ({', '.join(sorted(ENGINE_KEYS)[:4])}, ...); "
+                          f"the study's go under [{STUDY_TABLE}]")
+    for key, value in data.items():  # a flat file: each key to the side that owns it
+        (engine if key in ENGINE_KEYS else study)[key] = value
+    check_types(engine, TOML_TYPES, path)
+    return ConfigFile(engine, study, path, flat=bool(data))
 
 
-def _path(value: Any, name: str, base: Path) -> Path:
+def check_types(values: dict[str, Any], types: dict[str, tuple[tuple[type, ...], str]], path: Path) -> None:
+    """Refuse a key of the file that `types` does not know, or a value of the wrong type."""
+    for key, value in values.items():
+        if key not in types:
+            raise ConfigError(f"config file {path}: unknown key {key!r}; "
+                              f"known keys are the flag names with underscores")
+        kinds, expected = types[key]
+        items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
+        items = [v for item in items for v in (item if isinstance(item, list) else [item])]  # a table of lists
+        scalar_ok = all(isinstance(v, (str, int, float)) for v in items)
+        bool_ok = not isinstance(value, bool) or bool in kinds
+        if not (isinstance(value, kinds) and scalar_ok and bool_ok):
+            raise ConfigError(f"config file {path}: {key} = {value!r:.60} should be {expected}")
+
+
+# --- values, for the engine's settings and the study's ----------------------------------------
+
+def path(value: Any, name: str, base: Path) -> Path:
+    """A path setting, relative to `base` (the config file's folder, or the current one)."""
     if not isinstance(value, (str, os.PathLike)) or not str(value):
         raise ConfigError(f"{name} must be a folder path")
-    path = Path(value).expanduser()
-    return (base / path).resolve() if not path.is_absolute() else path.resolve()
+    found = Path(value).expanduser()
+    return (base / found).resolve() if not found.is_absolute() else found.resolve()
 
 
-def _int(value: Any, name: str, minimum: int) -> int:
+def integer(value: Any, name: str, minimum: int) -> int:
     try:
         number = int(float(value)) if isinstance(value, str) else value
     except ValueError:
@@ -186,27 +167,16 @@ def _int(value: Any, name: str, minimum: int) -> int:
     return number
 
 
-def _dose(value: Any) -> int:
-    try:
-        dose = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--dose must be a number such as 1000 or 1e3, got {value!r}") from None
-    if dose <= 0 or dose != int(dose):
-        raise ConfigError(f"--dose must be a positive whole number of photons, got {value!r}")
-    return int(dose)
-
-
-def _texts(value: Any) -> tuple[str, ...]:
+def words(value: Any) -> tuple[str, ...]:
     """A flag or key that takes one or more words, as a tuple of them."""
     if isinstance(value, dict):  # a TOML table {VIEW = SOURCE}
         return tuple(f"{k}={v}" for k, v in value.items())
     return tuple(str(v) for v in ([value] if isinstance(value, str) else value))
 
 
-def _choice(merged: dict[str, Any], key: str) -> enum.Enum:
-    """The enum member a choice setting names (its default when absent)."""
-    kind = CHOICES[key]
-    value = merged.get(key, getattr(Settings, key).value)
+def choice(given: dict[str, Any], key: str, kind: type[enum.Enum], default: enum.Enum) -> enum.Enum:
+    """The enum member a choice setting names (`default` when absent)."""
+    value = given.get(key, default.value)
     try:
         return kind(str(value))
     except ValueError:
@@ -214,9 +184,34 @@ def _choice(merged: dict[str, Any], key: str) -> enum.Enum:
         raise ConfigError(f"--{key.replace('_', '-')} {value!r} is not one of {allowed}") from None
 
 
+def command(given: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A command prefix given as a list or as one string split like a shell would."""
+    cmd = given.get(key) or default
+    flag = f"--{key.replace('_', '-')}"
+    if isinstance(cmd, str):
+        try:
+            cmd = shlex.split(cmd)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} cannot be split: {exc}") from None
+    if not cmd:
+        raise ConfigError(f"{flag} is empty")
+    return tuple(str(c) for c in cmd)
+
+
+def arguments(given: dict[str, Any], key: str) -> tuple[str, ...]:
+    """Extra arguments (`<key>s` in a file or repeated `--<key>`), a string split like a shell would."""
+    args = given.get(f"{key}s") or given.get(key) or ()
+    if isinstance(args, str):
+        args = shlex.split(args)
+    return tuple(str(a) for a in args)
+
+
+# --- the engine's settings -------------------------------------------------------------------
+
 def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
     """The backend and its SLURM settings, checked."""
-    backend, on_interrupt = _choice(merged, "backend"), _choice(merged, "on_interrupt")
+    backend = choice(merged, "backend", Backend, Backend.LOCAL)
+    on_interrupt = choice(merged, "on_interrupt", OnInterrupt, OnInterrupt.CANCEL)
     values = {}
     for name in ("partition", "time", "account", "mem"):
         value = merged.get(name)
@@ -237,163 +232,79 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("--timeout counts queueing time on SLURM; give SLURM's limit with --time instead")
     cpus = merged.get("cpus_per_task")
     return dict(values, backend=backend, on_interrupt=on_interrupt,
-                cpus_per_task=_int(cpus, "--cpus-per-task", 1) if cpus is not None else None,
+                cpus_per_task=integer(cpus, "--cpus-per-task", 1) if cpus is not None else None,
                 sbatch_args=tuple(str(a) for a in sbatch_args))
 
 
-def _command(merged: dict[str, Any], key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    """A command prefix given as a list or as one string split like a shell would."""
-    cmd = merged.get(key) or default
-    flag = f"--{key.replace('_', '-')}"
-    if isinstance(cmd, str):
-        try:
-            cmd = shlex.split(cmd)
-        except ValueError as exc:
-            raise ConfigError(f"{flag} cannot be split: {exc}") from None
-    if not cmd:
-        raise ConfigError(f"{flag} is empty")
-    return tuple(str(c) for c in cmd)
-
-
-def _args(merged: dict[str, Any], key: str) -> tuple[str, ...]:
-    """Extra arguments (`train_args` or repeated `--train-arg`), a string split like a shell would."""
-    args = merged.get(f"{key}s") or merged.get(key) or ()
-    if isinstance(args, str):
-        args = shlex.split(args)
-    return tuple(str(a) for a in args)
-
-
-def _phase_list(value: Any, name: str) -> tuple[str, ...]:
-    """Phases given as 'E,F,G', a list, or repeated flags, checked, in the study's order."""
-    words = [w.strip().upper() for item in _texts(value) for w in str(item).split(",") if w.strip()]
-    for word in words:
-        if word not in PHASES:
-            raise ConfigError(f"{name}: unknown phase {word!r}; the runner runs phases {', '.join(PHASES)} "
-                              "(C and D make the data: scripts/make_synthetic_study.py)")
-    return tuple(p for p in PHASES if p in words)
-
-
-def _jobs_per_gpu(value: Any) -> dict[str, int]:
-    """`4` (every phase), a table {E = 1, G = 4}, or flags 'E=1,F=2' / '4'; unnamed phases get 1."""
+def jobs_per_gpu(value: Any, kinds: tuple[str, ...], noun: str = "kind") -> dict[str, int]:
+    """`4` (every kind), a table {E = 1, G = 4}, or flags 'E=1,F=2' / '4'; a kind not named gets 1.
+    `noun`: what the study calls its kinds of job, for the messages."""
     if isinstance(value, dict):
         given = value
     else:
-        items = [w.strip() for item in _texts([value] if isinstance(value, (int, str)) else value)
+        items = [w.strip() for item in words([value] if isinstance(value, (int, str)) else value)
                  for w in str(item).split(",") if w.strip()]
         if len(items) == 1 and "=" not in items[0]:
-            number = _int(items[0], "--jobs-per-gpu", 1)
-            return dict.fromkeys(PHASES, number)
+            return dict.fromkeys(kinds, integer(items[0], "--jobs-per-gpu", 1))
         given = {}
         for item in items:
             if "=" not in item:
-                raise ConfigError(f"--jobs-per-gpu {item!r}: give one number or PHASE=N pairs such as E=1,F=2,G=4")
-            phase, number = item.split("=", 1)
-            given[phase.strip()] = number.strip()
-    result = dict.fromkeys(PHASES, 1)
-    for phase, number in given.items():
-        if str(phase).upper() not in PHASES:
-            raise ConfigError(f"jobs_per_gpu: unknown phase {phase!r}; use {', '.join(PHASES)}")
-        result[str(phase).upper()] = _int(number, f"jobs_per_gpu {phase}", 1)
+                raise ConfigError(f"--jobs-per-gpu {item!r}: give one number, or {noun.upper()}=N pairs "
+                                  f"for {', '.join(kinds)} such as {kinds[0]}=1")
+            name, number = item.split("=", 1)
+            given[name.strip()] = number.strip()
+    result = dict.fromkeys(kinds, 1)
+    for name, number in given.items():
+        if str(name).upper() not in kinds:
+            raise ConfigError(f"jobs_per_gpu: unknown {noun} {name!r}; use {', '.join(kinds)}")
+        result[str(name).upper()] = integer(number, f"jobs_per_gpu {name}", 1)
     return result
 
 
-def _phase_needs(value: Any) -> dict[str, tuple[str, ...]]:
-    """The default needs, with each phase the table names replaced by its list."""
-    needs = dict(DEFAULT_PHASE_NEEDS)
-    for phase, needed in (value or {}).items():
-        key = _phase_list([phase], "phase_needs")
-        if len(key) != 1:
-            raise ConfigError(f"phase_needs: {phase!r} is not one phase; write e.g. F = [\"E\"]")
-        needs[key[0]] = _phase_list(needed, f"phase_needs {phase}")
-    return needs
-
-
-def _default_workdir(cwd: Path, compare_cmd: tuple) -> Path:
-    """The current folder, unless the default command's script is not there but is in the
-    checkout this runner runs from (so `runner run` works from any folder)."""
-    script = Path("scripts") / "compare_models.py"
-    checkout = Path(__file__).resolve().parent.parent
-    if tuple(compare_cmd) == DEFAULT_COMPARE_CMD and not (cwd / script).is_file() \
-            and (checkout / script).is_file():
-        return checkout
-    return cwd
-
-
-def build_settings(cli: dict[str, Any], cwd: Path | None = None) -> Settings:
-    """Merge the TOML file named by cli['config'] (if any) with the flags; flags win."""
-    cwd = cwd or Path.cwd()
-    merged: dict[str, Any] = {}
-    base = cwd
-    if cli.get("config"):
-        config_path = _path(cli["config"], "--config", cwd)
-        merged.update(read_toml(config_path))
-        base = config_path.parent  # paths in the file are relative to the file
-    flag_values = {k: v for k, v in cli.items() if v is not None and v is not False and v != []}
-    merged.update(flag_values)
-
-    def root(name: str, default: Path | None) -> Path | None:
-        if merged.get(name):
-            return _path(merged[name], f"--{name.replace('_', '-')}", base if name not in flag_values else cwd)
-        return default
-
-    study = root("study_root", None)
-    phase = {p: root(f"{p}_root", study / p if study else None) for p in ("phase_c", "phase_d", "phase_e", "phase_f")}
-    artifact = root("artifact_root", study / "analysis" if study else None)
-    for name, value in [("phase-c-root", phase["phase_c"]), ("phase-e-root", phase["phase_e"]),
-                        ("phase-f-root", phase["phase_f"]), ("artifact-root", artifact)]:
-        if value is None:
-            raise ConfigError(f"--{name} is required (or --study-root holding phase_c ... phase_f)")
-    phases = _phase_list(merged.get("phases") or merged.get("phase") or "G", "--phases")
-    for name in ("phase_c", "phase_e", "phase_f"):
-        made_here = name[-1].upper() in phases  # a phase of this run makes its folder
-        if not phase[name].is_dir() and not (made_here and not phase[name].exists()):
-            raise ConfigError(f"--{name.replace('_', '-')}-root {phase[name]} is not a folder")
-    if phase["phase_d"] is not None and not phase["phase_d"].is_dir():
-        if "phase_d_root" in merged:
-            raise ConfigError(f"--phase-d-root {phase['phase_d']} is not a folder")
-        phase["phase_d"] = None  # optional: only metadata (and phase_d test data) come from it
-
-    compare_cmd = _command(merged, "compare_cmd", DEFAULT_COMPARE_CMD)
-    compare_args = _args(merged, "compare_arg")
-    workdir = root("workdir", _default_workdir(cwd, tuple(compare_cmd)))
-    if not workdir.is_dir():
-        raise ConfigError(f"--workdir {workdir} is not a folder")
-
-    doses = merged.get("doses") or merged.get("dose") or ()
-    doses = [doses] if isinstance(doses, (int, float, str)) else doses
+def build_settings(file: dict[str, Any], flags: dict[str, Any], base: Path, cwd: Path, default_ledger: Path,
+                   kinds: tuple[str, ...] = (), noun: str = "kind") -> Settings:
+    """The engine's settings from the file's values (paths relative to `base`) and the flags
+    (relative to `cwd`); flags win. `kinds`: the names of the study's kinds of job."""
+    merged = {**file, **flags}
     timeout = merged.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
     grace = merged.get("grace", 10.0)
     if not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigError(f"--grace must be a number of seconds >= 0, got {grace!r}")
-    max_parallel = merged.get("max_parallel")
     if merged.get("force") and merged.get("only_failed"):
         raise ConfigError("--force and --only-failed contradict each other; give one")
+    max_parallel = merged.get("max_parallel")
     ledger = merged.get("ledger")
     return Settings(
-        phase_c_root=phase["phase_c"], phase_d_root=phase["phase_d"],
-        phase_e_root=phase["phase_e"], phase_f_root=phase["phase_f"], artifact_root=artifact,
-        ledger=_path(ledger, "--ledger", cwd) if ledger else artifact / "ledger.db",
-        doses=tuple(sorted({_dose(d) for d in doses})),
-        views=_texts(merged.get("views") or merged.get("view") or ()),
-        splits=_texts(merged.get("splits") or merged.get("split") or ()),
-        compare_cmd=compare_cmd, compare_args=compare_args,
-        phases=phases,
-        train_cmd=_command(merged, "train_cmd", DEFAULT_TRAIN_CMD), train_args=_args(merged, "train_arg"),
-        recon_cmd=_command(merged, "recon_cmd", DEFAULT_RECON_CMD), recon_args=_args(merged, "recon_arg"),
-        phase_needs=_phase_needs(merged.get("phase_needs")),
-        workdir=workdir,
-        test_data=_texts(merged.get("test_data") or ()),
-        checkpoint_name=merged.get("checkpoint_name"),
+        ledger=path(ledger, "--ledger", cwd if "ledger" in flags else base) if ledger else default_ledger,
         gpus=str(merged.get("gpus", "auto")),
-        jobs_per_gpu=_jobs_per_gpu(merged.get("jobs_per_gpu", 1)),
-        max_parallel=_int(max_parallel, "--max-parallel", 1) if max_parallel is not None else None,
+        jobs_per_gpu=jobs_per_gpu(merged.get("jobs_per_gpu", 1), kinds, noun),
+        max_parallel=integer(max_parallel, "--max-parallel", 1) if max_parallel is not None else None,
         timeout=float(timeout) if timeout is not None else None,
         grace=float(grace),
-        retries=_int(merged.get("retries", 0), "--retries", 0),
-        success=_choice(merged, "success"), order=_choice(merged, "order"),
+        retries=integer(merged.get("retries", 0), "--retries", 0),
+        order=choice(merged, "order", Order, Order.LONGEST_FIRST),
         force=bool(merged.get("force")), only_failed=bool(merged.get("only_failed")),
         dry_run=bool(merged.get("dry_run")),
         **_slurm(merged),
     )
+
+
+def load(given: dict[str, Any], study: Study, cwd: Path, warn=lambda line: None) -> tuple[Settings, StudySettings]:
+    """The engine's settings and the study's, from the config file `given["config"]` (if any)
+    and the other flags given (a flag left out is None, False or []); `warn` hears of a config
+    file in the older one-table form."""
+    flags = {key: value for key, value in given.items()
+             if key != "config" and value is not None and value is not False and value != []}
+    file = read_config(path(given["config"], "--config", cwd)) if given.get("config") else None
+    study_settings = study.settings(file.study if file else {}, {k: v for k, v in flags.items() if k not in ENGINE_KEYS},
+                                    file.path if file else None, cwd)
+    settings = build_settings(file.engine if file else {}, {k: v for k, v in flags.items() if k in ENGINE_KEYS},
+                              file.path.parent if file else cwd, cwd, study_settings.artifact_root / "ledger.db",
+                              tuple(kind.name for kind in study.kinds), study.kind_noun)
+    if file and file.flat:  # said once the file is known to be good: bad input stays one line
+        warn(f"config file {file.path}: a file of one table is read as before; to update it, put the "
+             f"study's keys under [{STUDY_TABLE}] and the run's (such as jobs_per_gpu, retries) "
+             f"under [{ENGINE_TABLE}]")
+    return settings, study_settings

@@ -1,22 +1,19 @@
-"""The jobs of a run as a graph: who needs whom, in which order they can run, and which to start
-first. Nothing here knows the study; a job names the keys of the jobs it needs (`Job.needs`).
+"""The jobs of a run as a graph: who needs whom, in which order they can run, which to start
+first, and which jobs cannot run because a job they need cannot succeed.
 
 Launch order is by critical path: a job's expected duration plus the longest chain of jobs
-waiting behind it, so that the long chains (a training, then the comparisons that read its
-model) start first and the short jobs fill the slots at the end.
+waiting behind it, so that the long chains (a training, then the jobs that read its model) start
+first and the short jobs fill the slots at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
 from runner.jobs import Job
 
-# What a job of each phase is expected to take (seconds) when the ledger has no history of its
-# phase: a training, a reconstruction and a comparison on one GPU of the study. Only their
-# ratios matter: they order the first run.
-DEFAULT_SECONDS = {"E": 3600.0, "F": 600.0, "G": 60.0}
+UNKNOWN_KIND_SECONDS = 60.0  # a job of a kind the study gave no default duration
 
 
 class GraphError(Exception):
@@ -49,8 +46,7 @@ def topological(jobs: list[Job]) -> list[Job]:
             return
         if job.key in visiting:
             cycle = visiting[visiting.index(job.key):] + [job.key]
-            raise GraphError("the jobs' needs form a cycle: " + " -> ".join(cycle)
-                             + "; check phase_needs in the config")
+            raise GraphError("the jobs' needs form a cycle: " + " -> ".join(cycle))
         visiting.append(job.key)
         for need in job.needs:
             visit(by_key[need])
@@ -63,16 +59,40 @@ def topological(jobs: list[Job]) -> list[Job]:
     return order
 
 
-def estimates(jobs: list[Job], durations: dict[str, float]) -> tuple[dict[str, float], set[str]]:
-    """Per job key, its expected seconds: its own latest duration, else the longest one its phase
-    has in `durations` (a job never run may be long), else the phase's default. Also the keys
+def blocked_by(key: str, why: str) -> str:
+    """The one reason every job behind a job that cannot succeed is given: it names that job, what
+    became of it, and (in `why`) where to read more."""
+    return f"needs {key}, which {why}"
+
+
+def spread_block(key: str, why: str, behind: Mapping[str, Iterable[str]],
+                 reached: Callable[[str], bool] = lambda _: True) -> Iterator[tuple[str, str]]:
+    """Every job waiting, directly or through others, for the job `key` that cannot succeed
+    (`why`: 'failed (...)', 'is blocked (...)'), each with its reason: the same all the way down,
+    naming the job where the chain broke. `reached(k)` says whether job `k` is still waiting
+    (a job already done or already blocked is passed over, with what is behind it)."""
+    reason = blocked_by(key, why)
+    todo, seen = list(reversed(behind.get(key, ()))), set()
+    while todo:  # depth first, in the order the jobs were planned
+        waiting = todo.pop()
+        if waiting in seen or not reached(waiting):
+            continue
+        seen.add(waiting)
+        yield waiting, reason
+        todo += reversed(behind.get(waiting, ()))
+
+
+def estimates(jobs: list[Job], durations: dict[str, float],
+              default_seconds: dict[str, float]) -> tuple[dict[str, float], set[str]]:
+    """Per job key, its expected seconds: its own latest duration, else the longest one its kind
+    has in `durations` (a job never run may be long), else its kind's default. Also the keys
     whose estimate is not their own."""
     longest: dict[str, float] = {}
     for job in jobs:
         if job.key in durations:
-            longest[job.phase] = max(longest.get(job.phase, 0.0), durations[job.key])
+            longest[job.kind] = max(longest.get(job.kind, 0.0), durations[job.key])
     guessed = {job.key for job in jobs if job.key not in durations}
-    return ({job.key: durations.get(job.key, longest.get(job.phase, DEFAULT_SECONDS.get(job.phase, 60.0)))
+    return ({job.key: durations.get(job.key, longest.get(job.kind, default_seconds.get(job.kind, UNKNOWN_KIND_SECONDS)))
              for job in jobs}, guessed)
 
 
@@ -87,13 +107,13 @@ def critical_paths(jobs: list[Job], seconds: dict[str, float]) -> dict[str, floa
     return path
 
 
-def launch_order(jobs: list[Job], durations: dict[str, float]) -> list[Job]:
+def launch_order(jobs: list[Job], durations: dict[str, float], default_seconds: dict[str, float]) -> list[Job]:
     """The jobs by critical path, longest first; among equals, a job whose duration is a guess
     first (running it teaches the next run), then plan order. Without needs this is longest
     first with the never-run jobs leading. Needs outside `jobs` (already done) are ignored."""
     keys = {job.key for job in jobs}
     among = [replace(job, needs=tuple(n for n in job.needs if n in keys)) for job in jobs]
-    seconds, guessed = estimates(among, durations)
+    seconds, guessed = estimates(among, durations, default_seconds)
     path = critical_paths(among, seconds)
     position = {job.key: i for i, job in enumerate(jobs)}
     return sorted(jobs, key=lambda job: (-path[job.key], job.key not in guessed, position[job.key]))

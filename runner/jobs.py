@@ -1,25 +1,26 @@
-"""The vocabulary shared by planner, scheduler and ledger: jobs, attempts, states, failure classes.
+"""The engine's vocabulary as plain data: a job (what to run, what it reads, what proves it
+worked), its attempts and their outcomes, the states and the failure classes.
 
-Nothing here knows about ptychography: a Job is a key, a command, an environment and the outputs
-that prove it worked. Only `study.py` builds them.
+A study builds Jobs; nothing here knows what a study is about. A job carries no behaviour: how to
+retry it with another command, how to check its outputs, which files it reads are all data the
+engine acts on.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 class JobState(str, enum.Enum):
-    """Where a job (one condition of the study) stands in the ledger."""
+    """Where a job stands in the ledger."""
 
-    PENDING = "pending"  # planned, waiting for a free slot
+    PENDING = "pending"  # planned, waiting for its needs or a free slot
     RUNNING = "running"  # an attempt is running now
-    SUCCEEDED = "succeeded"  # the latest attempt exited 0 and its outputs parsed
+    SUCCEEDED = "succeeded"  # the latest attempt exited 0 and its outputs passed the check
     FAILED = "failed"  # the latest attempt failed (see its failure class)
-    BLOCKED = "blocked"  # an input is missing; never launched until the input appears
+    BLOCKED = "blocked"  # an input is missing, or a job it needs cannot succeed: never launched
     INTERRUPTED = "interrupted"  # the runner stopped (signal or crash) while an attempt ran
 
 
@@ -34,12 +35,12 @@ class AttemptState(str, enum.Enum):
 
 
 class FailureClass(str, enum.Enum):
-    """Why an attempt did not succeed. Retry policy is decided here, in one place."""
+    """Why an attempt did not succeed. Whether it is retried is decided in runner.retry."""
 
     EXIT_CODE = "exit_code"  # non-zero exit status
     SIGNAL = "signal"  # killed by a signal the runner did not send
     TIMEOUT = "timeout"  # ran past --timeout and was killed
-    NO_METRICS = "no_metrics"  # exit 0 but the metrics file is missing, stale or incomplete
+    NO_METRICS = "no_metrics"  # exit 0 but its outputs are missing, stale or incomplete
     LAUNCH_ERROR = "launch_error"  # the command could not be started (missing interpreter, ...)
     INTERRUPTED = "interrupted"  # the runner was stopped or died while the attempt ran
     BLOCKED = "blocked"  # an input of the job is missing
@@ -52,36 +53,64 @@ class FailureClass(str, enum.Enum):
     CANCELLED = "cancelled"  # cancelled outside the runner (scancel by hand, an administrator)
     SLURM_UNKNOWN = "slurm_unknown"  # SLURM no longer knows the job and has no accounting record
 
-    @property
-    def retryable(self) -> bool:
-        # A full disk stays full for the rest of the run; the next `run` relaunches the job.
-        # A job someone cancelled by hand is not relaunched behind their back.
-        return self not in (FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, FailureClass.DISK_FULL,
-                            FailureClass.CANCELLED)
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of job of a study: its jobs share a GPU as `jobs_per_gpu` says for the kind, are
+    shown together by `status`, and are expected to take `default_seconds` until the ledger knows."""
+
+    name: str  # e.g. 'E'; a job's `kind`
+    title: str  # the heading `status` gives the kind's jobs
+    default_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Input:
+    """A file or folder a job reads. It must exist when the job starts, unless a job it needs makes
+    it (names it in `produces`); its files' paths, sizes and modification times are part of the
+    job's fingerprint, so a changed input reruns the job."""
+
+    path: str
+    what: str  # how a blocked reason names it, e.g. 'test data' ('missing test data /x.npz')
+    folder: bool = False  # a folder: every file under it is an input, and it must not be empty
+    holds: str | None = None  # a file name the folder must hold ...
+    holds_what: str = "file"  # ... and how a blocked reason names that file
 
 
 @dataclass(frozen=True)
 class MetricsCheck:
-    """What a succeeded attempt must leave behind: a tidy CSV with a numeric value per model."""
+    """What a succeeded attempt must leave behind: a tidy metrics table (CSV with the columns
+    model, metric, amplitude, phase, value) written by this attempt, with a numeric value for
+    each of `required_models`."""
 
     path: Path
     required_models: tuple[str, ...]
-    # Files of the same format whose rows join the metrics when this attempt wrote them (the
-    # comparison's trivial floor); optional, since the reference script writes none.
+    # Tables of the same format whose rows join the metrics when this attempt wrote them;
+    # optional: their absence never fails a success.
     siblings: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
+class Numbers:
+    """Numbers of a result file that are stored as the attempt's metrics (model, metric, value):
+    keys of a JSON object (the file's top level, or its object `section` when it has one), or
+    arrays of an NPZ (a scalar, or the last element of a 1-D array)."""
+
+    path: Path
+    names: tuple[tuple[str, str], ...]  # (key in the file, metric name in the ledger)
+    model: str = ""  # the metrics' model column
+    section: str | None = None
+
+
+@dataclass(frozen=True)
 class OutputsCheck:
-    """What a succeeded attempt of a job that makes files (a training, a reconstruction) must leave
-    behind: every file written by this attempt and whole. A JSON file must parse, a zip archive
-    (a torch checkpoint, an NPZ, wts.h5.zip) must have its central directory, an NPZ must hold
-    `npz_keys`. `summary` names the file whose numbers are stored as the attempt's metrics."""
+    """What a succeeded attempt of a job that makes files must leave behind: every file written by
+    this attempt and whole. A JSON file must parse, a zip archive (a torch checkpoint, an NPZ)
+    must have its central directory, an NPZ must hold `npz_keys`."""
 
     files: tuple[Path, ...]
     npz_keys: tuple[str, ...] = ()
-    model: str = ""  # the metrics' model column, e.g. PtychoPINN or Baseline
-    summary: Path | None = None
+    numbers: Numbers | None = None
 
     # The freshness bookkeeping (results.PriorFile) records the first file and the others.
     @property
@@ -94,34 +123,55 @@ class OutputsCheck:
 
 
 @dataclass(frozen=True)
+class HalveFlags:
+    """How to adapt a command that failed with class `on`: the same command with each of `flags`
+    halved (added with the value `start` when absent), until every one is at `floor`. Such
+    relaunches do not count against --retries: they end when the command cannot be adapted."""
+
+    on: FailureClass
+    flags: tuple[str, ...]
+    start: int
+    floor: int = 1
+
+
+@dataclass(frozen=True)
 class Job:
-    """One unit of work: everything the scheduler needs to run it and to judge the result."""
+    """One unit of work: everything the engine needs to run it, to judge the result and to know
+    when it must run again."""
 
     key: str  # unique, human-readable, e.g. "dose_1000/dense/train"
     argv: tuple[str, ...]
     cwd: Path
-    output_dir: Path  # logs go in output_dir/logs
-    check: MetricsCheck | OutputsCheck | None  # None: exit 0 alone proves success
-    fingerprint: str = ""  # hash of argv + inputs; a changed fingerprint reruns a succeeded job
+    output_dir: Path  # the job's own folder: its logs go in output_dir/logs
+    kind: str = ""  # one of the study's Kinds
+    labels: dict[str, object] = field(default_factory=dict)  # the job's condition, in the study's words
+    inputs: tuple[Input, ...] = ()
+    produces: tuple[str, ...] = ()  # paths it makes that other jobs name as inputs
+    needs: tuple[str, ...] = ()  # keys of the jobs that must succeed before it starts
+    check: MetricsCheck | OutputsCheck | None = None  # None: exit 0 alone proves success
+    # What besides the argv and the inputs makes its result what it is (the hash of the script it
+    # runs, a laxer success rule): part of the fingerprint.
+    identity: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    condition: dict[str, object] = field(default_factory=dict)  # columns for the ledger
-    metadata: dict[str, object] = field(default_factory=dict)  # Phase D metadata (nullable)
-    blocked_reason: str | None = None  # set when an input is missing
     exit_classes: dict[int, FailureClass] = field(default_factory=dict)  # e.g. {3: CUDA_OOM}
-    # Given the argv of a failed attempt and its failure class, the argv to try next (e.g. with
-    # smaller batches after running out of memory), or None. Such retries do not count against
-    # --retries: they end when the command cannot be adapted further.
-    adapt_argv: Callable[[tuple[str, ...], "FailureClass"], tuple[str, ...] | None] | None = None
-    phase: str = "G"  # the study phase: E training, F reconstruction, G comparison
-    needs: tuple[str, ...] = ()  # keys of the jobs whose outputs this one reads
-    # The job planned again from the files on disk once its needs have succeeded (its inputs
-    # did not exist, or were older, when the run began); None: nothing to refresh.
-    replan: Callable[[], "Job"] | None = None
+    adapt: HalveFlags | None = None
+    # Filled by the engine from the inputs (runner.inputs), never by the study:
+    fingerprint: str = ""  # hash of argv, inputs and identity; a changed one reruns a success
+    blocked_reason: str | None = None  # set when an input is missing
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """What the ledger holds of a planned job."""
+
+    job_id: int
+    state: JobState
+    success_fingerprint: str | None  # the fingerprint of its standing success (None: none)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended, as judged by the scheduler and results check."""
+    """How an attempt ended, as judged by results.judge."""
 
     succeeded: bool
     metrics: tuple = ()  # MetricRow of a success, stored with it in one transaction
@@ -173,7 +223,7 @@ class Attempt:
     stderr_log: Path
     started_at: str  # UTC, ISO-8601
     backend: str  # 'local' or 'slurm'
-    metrics_before: str | None = None  # the metrics file before the launch (results.PriorFile)
+    metrics_before: str | None = None  # the checked file before the launch (results.PriorFile)
     # What identifies it once launched: its process (local) or its SLURM job.
     pid: int | None = None
     pgid: int | None = None

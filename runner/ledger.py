@@ -1,4 +1,5 @@
-"""The ledger: the only module that talks to SQLite (queries live in queries.sql and migrations/).
+"""The ledger: the only module that talks to SQLite (the engine's queries live in queries.sql, its
+schema in migrations/, a study's views and queries in the study's own .sql files, loaded here).
 
 One writer connection, owned by the scheduler and used by one thread only (the discipline of
 aiosqlite: one queue, one thread). Every write is a `BEGIN IMMEDIATE` transaction rolled back on
@@ -6,6 +7,10 @@ any error. Writes that arrive while a commit is in flight are committed together
 transaction, each inside its own savepoint (group commit): one thread hop and one fsync serve many
 events, and each event stays all-or-nothing. Readers (`status`, `report`, the user's sqlite3 shell)
 open their own connections with `connect_reader`.
+
+A job's condition is a JSON object of labels (`jobs.labels`) that the engine stores and never
+reads: a new axis of a study needs no migration. The study's SQL views (installed by `prepare`,
+and shadowed by TEMP views in a study's own snapshot) give the labels columns.
 
 `runner status` imports this module and must start in a few tens of milliseconds: asyncio and the
 writer's vocabulary (runner.jobs, with dataclasses and enums) are imported by the writer's methods.
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any, TypeVar
 
-    from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
+    from runner.jobs import Attempt, AttemptStart, Job, Kind, Outcome, PlannedRow
 
     T = TypeVar("T")
     Op = Callable[[sqlite3.Connection], Any]
@@ -60,9 +65,9 @@ if not MIGRATIONS_DIR.is_dir():
     MIGRATIONS_DIR = PACKAGE.parent / "migrations"
 
 
-def load_queries() -> dict[str, str]:
-    """Split queries.sql into {name: sql} on its `-- name: x` headers."""
-    text = (PACKAGE / "queries.sql").read_text()
+def load_queries(path: Path = PACKAGE / "queries.sql") -> dict[str, str]:
+    """Split a named-queries file into {name: sql} on its `-- name: x` headers."""
+    text = path.read_text()
     parts = re.split(r"^-- name: (\w+)\s*$", text, flags=re.MULTILINE)
     return {name: sql.strip() for name, sql in zip(parts[1::2], parts[2::2])}
 
@@ -78,10 +83,6 @@ def load_migrations() -> list[tuple[int, str]]:
 
 
 QUERIES = load_queries()
-# The parameters of upsert_job that a plan's condition and metadata may give.
-CONDITION_PARAMETERS = tuple(sorted(set(re.findall(r":(\w+)", QUERIES["upsert_job"]))
-                                    - {"key", "plan_order", "phase", "argv", "cwd", "output_dir",
-                                       "fingerprint", "run_id", "now"}))
 MIGRATIONS = load_migrations()
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -167,8 +168,9 @@ def _sqlite_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     return LedgerError(f"ledger {path}: {text}")
 
 
-def prepare(path: Path) -> None:
-    """Create or upgrade the ledger file (WAL mode, current schema), readable by the user only."""
+def prepare(path: Path, views: dict[str, str] | None = None) -> None:
+    """Create or upgrade the ledger file (WAL mode, current schema), readable by the user only, and
+    install a study's views (name -> CREATE VIEW statement) where they differ from the stored ones."""
     check_path(path, must_exist=False)
     if not path.exists():
         path.touch(mode=0o600)
@@ -177,10 +179,29 @@ def prepare(path: Path) -> None:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             migrate(conn, path)
+            install_views(conn, views or {})
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise _sqlite_error(path, exc) from None
+
+
+def install_views(conn: sqlite3.Connection, views: dict[str, str]) -> None:
+    """Replace, in one transaction, each view whose stored statement is not the one given."""
+    stored = dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'view'").fetchall())
+    changed = {name: sql for name, sql in views.items() if stored.get(name) != sql.rstrip().rstrip(";")}
+    if not changed:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for name, sql in changed.items():
+            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+            conn.execute(sql)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def connect_reader(path: Path) -> sqlite3.Connection:
@@ -199,12 +220,16 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def read_snapshot(path: Path, read: Callable[[sqlite3.Connection], T]) -> T:
+def read_snapshot(path: Path, read: Callable[[sqlite3.Connection], T], views: dict[str, str] | None = None) -> T:
     """`read(conn)` in one read transaction of a read-only connection: a consistent snapshot, also
-    while a run writes. A failure to read is a LedgerError naming the ledger."""
+    while a run writes. `views` (a study's, name -> CREATE VIEW) are made TEMP views for this read:
+    they shadow the stored ones, so a reader always sees its own study's definitions. A failure to
+    read is a LedgerError naming the ledger."""
     conn = connect_reader(path)
     try:
         conn.execute("BEGIN")
+        for sql in (views or {}).values():
+            conn.execute(sql.replace("CREATE VIEW", "CREATE TEMP VIEW", 1))
         result = read(conn)
         conn.execute("COMMIT")
         return result
@@ -273,6 +298,15 @@ def expected_durations(db: sqlite3.Connection) -> dict[str, float]:
     return {key: duration for key, duration, _ in db.execute(QUERIES["expected_durations"])}
 
 
+def run_results(db: sqlite3.Connection, run_id: int) -> list[dict]:
+    """Each job the run planned, in plan order, with its attempt of that run, else its standing
+    success, else its latest attempt: what the run's files report. For a reader's snapshot."""
+    cursor = db.execute(QUERIES["run_results"], {"run_id": run_id})
+    columns = [d[0] for d in cursor.description]
+    return [{**dict(zip(columns, row)), "labels": json.loads(row[columns.index("labels")])}
+            for row in cursor.fetchall()]
+
+
 def _quietly(future: asyncio.Future) -> None:
     """Mark a settled future's exception as seen (its awaiter, if any, still gets it)."""
     if not future.cancelled():
@@ -310,10 +344,11 @@ class Ledger:
         self._failed: sqlite3.OperationalError | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> Ledger:
+    async def open(cls, path: Path, views: dict[str, str] | None = None) -> Ledger:
+        """The writer of the ledger at `path`, created or upgraded, with a study's `views`."""
         import asyncio  # here, not at the top: see the module docstring
 
-        prepare(path)
+        prepare(path, views)
         loop = asyncio.get_running_loop()
         requests: queue.SimpleQueue = queue.SimpleQueue()
         opened = loop.create_future()
@@ -387,12 +422,13 @@ class Ledger:
             self._flusher = None
 
     async def begin_run(self, host: str, user: str, pid: int, argv: list[str], version: str,
-                        git_commit: str | None, slots: list[dict]) -> int:
+                        git_commit: str | None, slots: list[dict], study: dict | None = None) -> int:
+        """A run starts; `study` is what the study says of itself for this run (its folders)."""
         def op(db: sqlite3.Connection) -> int:
             run_id = db.execute(QUERIES["insert_run"], {
                 "started_at": utc_now(), "host": host, "user": user, "pid": pid,
                 "argv": json.dumps(argv), "runner_version": version, "git_commit": git_commit,
-                "slots": json.dumps(slots)}).lastrowid
+                "slots": json.dumps(slots), "study": json.dumps(study) if study is not None else None}).lastrowid
             db.execute(QUERIES["mark_unfinished_runs_crashed"], {"run_id": run_id})
             return run_id
         return await self._write(op)
@@ -401,28 +437,25 @@ class Ledger:
         await self._write(_statement("end_run", {
             "run_id": run_id, "ended_at": utc_now(), "outcome": outcome}))
 
-    async def sync_jobs(self, jobs: Iterable[Job], run_id: int) -> dict[str, tuple[int, JobState, str | None]]:
-        """Record the plan and its dependencies; return per job key: (job_id, state, fingerprint of
-        its success)."""
-        jobs = list(jobs)
+    async def sync_jobs(self, jobs: Iterable[Job], run_id: int, kinds: Iterable[Kind] = ()) -> dict[str, PlannedRow]:
+        """Record the plan, its dependencies and the study's kinds of job; return per job key what
+        the ledger holds of it (its id, state and the fingerprint of its success)."""
+        from runner.jobs import JobState, PlannedRow
+
         now = utc_now()
-        # The plan's condition and metadata fill the columns of the same names; a column a
-        # job does not describe (a training job has no split) stays NULL.
-        described = dict.fromkeys(CONDITION_PARAMETERS)
-        params = [{**described, **job.condition, **job.metadata,
-                   "key": job.key, "plan_order": order, "phase": job.phase, "argv": json.dumps(list(job.argv)),
-                   "cwd": str(job.cwd), "output_dir": str(job.output_dir), "fingerprint": job.fingerprint,
-                   "run_id": run_id, "now": now} for order, job in enumerate(jobs)]
-
-        from runner.jobs import JobState
-
+        params = [{"key": job.key, "plan_order": order, "kind": job.kind, "labels": json.dumps(job.labels),
+                   "argv": json.dumps(list(job.argv)), "cwd": str(job.cwd), "output_dir": str(job.output_dir),
+                   "fingerprint": job.fingerprint, "run_id": run_id, "now": now}
+                  for order, job in enumerate(jobs)]
         needs = [{"key": job.key, "needs": need} for job in jobs for need in job.needs]
+        titles = [{"name": kind.name, "title": kind.title} for kind in kinds]
 
-        def op(db: sqlite3.Connection) -> dict[str, tuple[int, JobState, str | None]]:
+        def op(db: sqlite3.Connection) -> dict[str, PlannedRow]:
+            db.executemany(QUERIES["upsert_kind"], titles)
             db.executemany(QUERIES["upsert_job"], params)
             db.executemany(QUERIES["forget_needs"], [{"key": p["key"]} for p in params])
             db.executemany(QUERIES["insert_need"], needs)
-            return {key: (job_id, JobState(state), success)
+            return {key: PlannedRow(job_id, JobState(state), success)
                     for key, job_id, state, success in db.execute(QUERIES["planned_jobs"], {"run_id": run_id})}
         return await self._write(op)
 
@@ -514,17 +547,3 @@ class Ledger:
 
     async def expected_durations(self) -> dict[str, float]:
         return await self._write(expected_durations)
-
-    async def phase_numbers(self) -> dict[str, dict[str, float]]:
-        """Per key of a training or reconstruction with a standing success: its numbers."""
-        numbers: dict[str, dict[str, float]] = {}
-        for key, metric, value in await self._write(lambda db: db.execute(QUERIES["phase_numbers"]).fetchall()):
-            numbers.setdefault(key, {})[metric] = value
-        return numbers
-
-    async def run_results(self, run_id: int) -> list[dict]:
-        def op(db: sqlite3.Connection) -> list[dict]:
-            cursor = db.execute(QUERIES["run_results"], {"run_id": run_id})
-            columns = [d[0] for d in cursor.description]
-            return [dict(zip(columns, row)) for row in cursor.fetchall()]
-        return await self._write(op)

@@ -1,9 +1,10 @@
--- Every query the runner issues, by name. ledger.py loads this file once.
+-- Every query the engine issues, by name. ledger.py loads this file once. (A study's own queries
+-- and views live in its package.)
 
 -- name: insert_run
 -- A runner process starts driving the ledger.
-INSERT INTO runs (started_at, host, user, pid, argv, runner_version, git_commit, slots)
-VALUES (:started_at, :host, :user, :pid, :argv, :runner_version, :git_commit, :slots);
+INSERT INTO runs (started_at, host, user, pid, argv, runner_version, git_commit, slots, study)
+VALUES (:started_at, :host, :user, :pid, :argv, :runner_version, :git_commit, :slots, :study);
 
 -- name: end_run
 -- A run ends; outcome is completed or interrupted.
@@ -13,21 +14,21 @@ UPDATE runs SET ended_at = :ended_at, outcome = :outcome WHERE run_id = :run_id;
 -- Runs that never recorded an end died without cleaning up.
 UPDATE runs SET outcome = 'crashed' WHERE ended_at IS NULL AND outcome IS NULL AND run_id != :run_id;
 
+-- name: upsert_kind
+-- A kind of job of the study, with the heading `status` gives its jobs.
+INSERT INTO kinds (name, title) VALUES (:name, :title)
+ON CONFLICT (name) DO UPDATE SET title = excluded.title;
+
 -- name: upsert_job
 -- Record a planned job; its state is left alone when it already exists.
-INSERT INTO jobs (key, plan_order, phase, dose, view, split, argv, cwd, output_dir, fingerprint,
-                  selection_strategy, acceptance_rate, spacing_threshold, n_accepted, n_rejected,
-                  state, blocked_reason, last_run_id, updated_at)
-VALUES (:key, :plan_order, :phase, :dose, :view, :split, :argv, :cwd, :output_dir, :fingerprint,
-        :selection_strategy, :acceptance_rate, :spacing_threshold, :n_accepted, :n_rejected,
-        'pending', NULL, :run_id, :now)
+INSERT INTO jobs (key, plan_order, kind, labels, argv, cwd, output_dir, fingerprint, state,
+                  blocked_reason, last_run_id, updated_at)
+VALUES (:key, :plan_order, :kind, :labels, :argv, :cwd, :output_dir, :fingerprint, 'pending', NULL,
+        :run_id, :now)
 ON CONFLICT (key) DO UPDATE SET
-    plan_order = excluded.plan_order, phase = excluded.phase, dose = excluded.dose, view = excluded.view,
-    split = excluded.split, argv = excluded.argv, cwd = excluded.cwd,
-    output_dir = excluded.output_dir, fingerprint = excluded.fingerprint,
-    selection_strategy = excluded.selection_strategy, acceptance_rate = excluded.acceptance_rate,
-    spacing_threshold = excluded.spacing_threshold, n_accepted = excluded.n_accepted,
-    n_rejected = excluded.n_rejected, last_run_id = excluded.last_run_id,
+    plan_order = excluded.plan_order, kind = excluded.kind, labels = excluded.labels,
+    argv = excluded.argv, cwd = excluded.cwd, output_dir = excluded.output_dir,
+    fingerprint = excluded.fingerprint, last_run_id = excluded.last_run_id,
     updated_at = excluded.updated_at;
 
 -- name: forget_needs
@@ -108,15 +109,11 @@ FROM attempts a JOIN jobs j USING (job_id)
 WHERE a.state IN ('succeeded', 'superseded') AND a.duration_s IS NOT NULL
 GROUP BY a.job_id;
 
--- name: phase_numbers
--- The numbers each standing training and reconstruction reported (Phase F's manifest).
-SELECT key, metric, value FROM phase_results;
-
 -- name: run_results
 -- Each job planned by a run with its attempt of that run, or else its standing success, or else
--- its latest attempt, for the compatibility manifest.
-SELECT j.key, j.dose, j.view, j.split, j.state, j.blocked_reason, a.exit_code, a.signal,
-       a.failure_class, a.failure_detail, a.stdout_log, a.number, a.run_id = :run_id AS executed
+-- its latest attempt: what the run's files report.
+SELECT j.key, j.kind, j.labels, j.state, j.blocked_reason, a.exit_code, a.signal, a.failure_class,
+       a.failure_detail, a.stdout_log, a.number, a.run_id = :run_id AS executed
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = COALESCE(
@@ -127,25 +124,40 @@ WHERE j.last_run_id = :run_id
 ORDER BY j.plan_order;
 
 -- name: status_jobs
--- One line per job for `runner status` (status.py adds a running job's time so far: the same
--- CASE as in status_jobs_json would cost a third of this query).
-SELECT key, phase, dose, view, split, state, latest_attempt, device, started_at, duration_s, exit_code,
-       failure_class, detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
-FROM condition_grid;
+-- One line per job for `runner status`, with its latest attempt (status.py adds a running job's
+-- time so far: the same CASE as in status_jobs_json would cost a third of this query).
+SELECT j.key, j.kind, j.state, a.number AS latest_attempt, a.device, a.started_at, a.duration_s,
+       a.exit_code, a.failure_class,
+       CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
+       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state
+FROM jobs j
+LEFT JOIN attempts a
+       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
+                          ORDER BY m.number DESC LIMIT 1)
+ORDER BY j.plan_order;
 
 -- name: status_jobs_json
--- The rows of status_jobs as one JSON array, built by SQLite (a running job's duration is its
+-- The rows of status_jobs as one JSON array, each job's labels beside them (json_set: a field of
+-- the engine wins over a label of the same name), built by SQLite (a running job's duration is its
 -- time so far): at 10,000 jobs, twice as fast as making Python objects and encoding them.
-SELECT json_group_array(json_object(
-    'key', key, 'phase', phase, 'dose', dose, 'view', view, 'split', split, 'state', state,
-    'latest_attempt', latest_attempt, 'device', device, 'started_at', started_at,
-    'duration_s', CASE WHEN state = 'running' AND started_at IS NOT NULL
-                       THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
-                       ELSE duration_s END,
-    'exit_code', exit_code, 'failure_class', failure_class, 'detail', detail,
-    'stdout_log', stdout_log, 'stderr_log', stderr_log, 'backend', backend,
-    'slurm_job_id', slurm_job_id, 'slurm_node', slurm_node, 'slurm_state', slurm_state))
-FROM condition_grid;
+SELECT json_group_array(json_set(j.labels,
+    '$.key', j.key, '$.kind', j.kind, '$.state', j.state, '$.latest_attempt', a.number,
+    '$.device', a.device, '$.started_at', a.started_at,
+    '$.duration_s', CASE WHEN j.state = 'running' AND a.started_at IS NOT NULL
+                         THEN ROUND((julianday('now') - julianday(a.started_at)) * 86400.0, 1)
+                         ELSE a.duration_s END,
+    '$.exit_code', a.exit_code, '$.failure_class', a.failure_class,
+    '$.detail', CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END,
+    '$.stdout_log', a.stdout_log, '$.stderr_log', a.stderr_log, '$.backend', a.backend,
+    '$.slurm_job_id', a.slurm_job_id, '$.slurm_node', a.slurm_node, '$.slurm_state', a.slurm_state))
+FROM (SELECT * FROM jobs ORDER BY plan_order) j
+LEFT JOIN attempts a
+       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
+                          ORDER BY m.number DESC LIMIT 1);
+
+-- name: kind_titles
+-- The heading of each kind of job (status).
+SELECT name, title FROM kinds;
 
 -- name: job_totals
 -- How many jobs are in each state (status).
@@ -155,41 +167,3 @@ SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state;
 -- The most recent run, for status's header.
 SELECT run_id, started_at, ended_at, outcome, host, user, pid, runner_version, git_commit, slots
 FROM runs ORDER BY run_id DESC LIMIT 1;
-
--- name: report_conditions
--- Every comparison (phase G) with its latest attempt and, when it has one, its standing success.
-SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, g.failure_class,
-       g.detail, g.stdout_log, g.stderr_log, g.selection_strategy, g.acceptance_rate,
-       g.spacing_threshold, g.n_accepted, g.n_rejected, j.output_dir,
-       s.number AS success_attempt, s.device AS success_device, s.ended_at AS success_ended_at,
-       s.duration_s AS success_duration_s, s.run_id AS success_run_id, j.last_run_id
-FROM condition_grid g
-JOIN jobs j USING (job_id)
-LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
-WHERE g.phase = 'G'
-ORDER BY g.plan_order;
-
--- name: report_metrics
--- The metrics of every condition's standing success.
-SELECT key, model, metric, amplitude, phase, value FROM study_metrics;
-
--- name: report_runs
--- Every run, oldest first, for the report's provenance.
-SELECT run_id, started_at, ended_at, outcome, host, user, argv, runner_version, git_commit, slots
-FROM runs ORDER BY run_id;
-
--- name: report_phase_jobs
--- Every training (E) and reconstruction (F) with its latest attempt and, when it has one, its
--- standing success; the argv of that success (else the planned one) names a training's model folder.
-SELECT g.phase, g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.failure_class, g.detail,
-       g.stderr_log, j.cwd, COALESCE(s.argv, j.argv) AS argv,
-       s.number AS success_attempt, s.device AS success_device, s.duration_s AS success_duration_s
-FROM condition_grid g
-JOIN jobs j USING (job_id)
-LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
-WHERE g.phase IN ('E', 'F')
-ORDER BY g.plan_order;
-
--- name: report_phase_results
--- The numbers each standing training and reconstruction reported.
-SELECT key, metric, value FROM phase_results;

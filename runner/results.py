@@ -1,10 +1,10 @@
 """Judge an attempt: the one place where facts (an exit status, a signal, the state a cluster
-ended a job in, the runner's own stop, the metrics check, disk space) become an Outcome with a
+ended a job in, the runner's own stop, the output check, disk space) become an Outcome with a
 failure class. Executors and the scheduler report facts; `judge` decides.
 
-Exit 0 is not success until the metrics parse.
-The reference compare script exits 0 with no metrics file, with empty (NaN) cells for a model
-whose evaluation raised, or with a stale file from an earlier run; none of these is a success.
+Exit 0 is not success until the job's outputs pass its check (jobs.MetricsCheck, OutputsCheck).
+Commands exit 0 with no metrics file, with empty (NaN) cells for a model whose evaluation
+raised, or with a stale file from an earlier run; none of these is a success.
 
 Whether the file is new is decided without any clock: the file's identity (inode, size, mtime,
 ctime, all from its own filesystem) is taken just before the launch and compared with the
@@ -187,11 +187,6 @@ def _fresh_sibling_rows(path: Path, before: FileId | None) -> list[MetricRow]:
     return [] if problem else rows
 
 
-# The numbers a result file holds that become the attempt's metrics: a training's model.json
-# (its provenance) and a reconstruction's NPZ.
-SUMMARY_NPZ_NUMBERS = ("computation_time_s", "n_iterations", "cost_history")
-SUMMARY_JSON_NUMBERS = ("final_loss", "final_nll_excess", "held_out_loss", "held_out_nll_excess", "steps",
-                        "planned_steps", "train_seconds", "n_train")
 ZIP_SUFFIXES = (".pt", ".zip", ".npz")
 
 
@@ -233,26 +228,30 @@ def _whole(path: Path, keys: tuple[str, ...]) -> str | None:
 
 
 def _summary_rows(check: OutputsCheck) -> list[MetricRow]:
-    """The numbers of the check's summary file as metric rows (model, metric, value); a summary
+    """The numbers the check names (`check.numbers`) as metric rows (model, metric, value); a file
     that cannot be read adds nothing (the files themselves decided the success)."""
-    path = check.summary
-    if path is None:
+    wanted = check.numbers
+    if wanted is None:
         return []
-    numbers: dict[str, float] = {}
+    found: dict[str, float] = {}
     try:
-        if path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-            data = data.get("provenance", data) if isinstance(data, dict) else {}
-            numbers = {k: float(v) for k, v in data.items() if k in SUMMARY_JSON_NUMBERS
-                       and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-        elif path.suffix == ".npz":
-            for key in SUMMARY_NPZ_NUMBERS:
-                value = read_npz_number(path, key)
+        if wanted.path.suffix == ".json":
+            data = json.loads(wanted.path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and wanted.section:
+                data = data.get(wanted.section, data)
+            data = data if isinstance(data, dict) else {}
+            for key, name in wanted.names:
+                value = data.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    found[name] = float(value)
+        elif wanted.path.suffix == ".npz":
+            for key, name in wanted.names:
+                value = read_npz_number(wanted.path, key)
                 if value is not None and math.isfinite(value):
-                    numbers["final_cost" if key == "cost_history" else key] = value
+                    found[name] = value
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, NpzEntryError):
         return []
-    return [MetricRow(check.model, name, None, None, value) for name, value in sorted(numbers.items())]
+    return [MetricRow(wanted.model, name, None, None, value) for name, value in sorted(found.items())]
 
 
 def split_status(returncode: int) -> tuple[int | None, int | None]:

@@ -1,27 +1,34 @@
 """Resuming a study: clean up what a dead runner left running, then choose what to run again.
 
-A succeeded job is skipped when its input fingerprint is unchanged and the files it made are
-still there; failed, interrupted and changed jobs run again; --force reruns everything,
---only-failed only failed and interrupted ones. A job runs again whenever a job it needs runs
-(its inputs will change), and is blocked when a job it needs is blocked.
+A succeeded job is skipped when its fingerprint is unchanged and the files it made are still
+there; failed, interrupted and changed jobs run again; --force reruns everything, --only-failed
+only failed and interrupted ones. A job runs again whenever a job it needs runs (its inputs will
+change), and is blocked when a job it needs is blocked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from runner import graph
 from runner.config import ConfigError
 from runner.executors import Executor, Handle
-from runner.jobs import Attempt, Job, JobState, OutputsCheck
+from runner.jobs import Attempt, Job, JobState, OutputsCheck, PlannedRow
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, judge
 
 
 @dataclass(frozen=True)
+class ToRun:
+    job: Job
+    job_id: int
+
+
+@dataclass(frozen=True)
 class Selection:
-    to_run: list[tuple[Job, int]]  # (job, job_id)
+    to_run: list[ToRun]
     skipped: list[Job]
-    blocked: list[Job]
+    blocked: list[Job]  # each with the reason it is blocked
 
 
 async def reconcile(ledger: Ledger, grace: float, executors: dict[str, Executor],
@@ -50,44 +57,46 @@ async def reconcile(ledger: Ledger, grace: float, executors: dict[str, Executor]
     return notes, follow
 
 
-async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, tuple[int, JobState, str | None]],
-                 force: bool, only_failed: bool, following: frozenset[str] = frozenset()) -> Selection:
-    """`following`: keys of jobs whose attempt still runs on the cluster (never launched twice)."""
-    to_run, skipped, blocked = [], [], []
+async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, PlannedRow], force: bool,
+                 only_failed: bool, following: frozenset[str] = frozenset()) -> Selection:
+    """`jobs` in the plan's order, where every job comes after what it needs; `following`: keys of
+    jobs whose attempt still runs on the cluster (never launched twice)."""
+    blocked = {job.key: job.blocked_reason for job in jobs if job.blocked_reason and job.key not in following}
+    behind = graph.dependents(jobs)
+    for job in jobs:
+        if job.key in blocked and blocked[job.key] == job.blocked_reason:  # blocked by its own input
+            for waiting, reason in graph.spread_block(job.key, f"is blocked ({job.blocked_reason})", behind,
+                                                      lambda k: k not in blocked and k not in following):
+                blocked[waiting] = reason
+    to_run, skipped, held = [], [], []
     changes: list[tuple[int, JobState, str | None]] = []  # recorded together, in one event
     will_run = set(following)  # keys whose outputs this run (re)makes
-    behind_blocked: dict[str, str] = {}  # per blocked job key, the reason the jobs needing it get
-    for job in jobs:  # in the plan's order, where every job comes after what it needs
+    for job in jobs:
         if job.key in following:
             continue
-        job_id, state, success_fingerprint = rows[job.key]
-        need = next((n for n in job.needs if n in behind_blocked), None)
-        if job.blocked_reason or need:
-            reason = job.blocked_reason or behind_blocked[need]
-            # Behind a job blocked by its own input, the reason names it; further on, the same.
-            behind_blocked[job.key] = behind_blocked[need] if need and not job.blocked_reason \
-                else f"needs {job.key}, which is blocked ({reason})"
-            changes.append((job_id, JobState.BLOCKED, reason))
-            blocked.append(replace(job, blocked_reason=reason))
+        row = rows[job.key]
+        if job.key in blocked:
+            changes.append((row.job_id, JobState.BLOCKED, blocked[job.key]))
+            held.append(replace(job, blocked_reason=blocked[job.key]))
             continue
         if force or any(n in will_run for n in job.needs):
             run = True
         elif only_failed:
-            run = state in (JobState.FAILED, JobState.INTERRUPTED)
+            run = row.state in (JobState.FAILED, JobState.INTERRUPTED)
         else:
-            run = success_fingerprint != job.fingerprint or _outputs_gone(job)
+            run = row.success_fingerprint != job.fingerprint or _outputs_gone(job)
         if run:
             will_run.add(job.key)
-            if state is not JobState.PENDING:
-                changes.append((job_id, JobState.PENDING, None))
-            to_run.append((job, job_id))
+            if row.state is not JobState.PENDING:
+                changes.append((row.job_id, JobState.PENDING, None))
+            to_run.append(ToRun(job, row.job_id))
         else:
-            if success_fingerprint and state is not JobState.SUCCEEDED:
+            if row.success_fingerprint and row.state is not JobState.SUCCEEDED:
                 # Its success still stands, e.g. after a forced rerun of it was interrupted.
-                changes.append((job_id, JobState.SUCCEEDED, None))
+                changes.append((row.job_id, JobState.SUCCEEDED, None))
             skipped.append(job)
     await ledger.set_job_states(changes)
-    return Selection(to_run, skipped, blocked)
+    return Selection(to_run, skipped, held)
 
 
 def _outputs_gone(job: Job) -> bool:

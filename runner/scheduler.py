@@ -1,11 +1,12 @@
 """The asyncio loop that runs a graph of jobs on a pool of slots.
 
-It knows nothing of ptychography: it launches each job's argv on a free slot once every job it
-needs has succeeded, pins it to the slot's device, enforces the timeout, judges the outcome,
-retries what may be retried and records every step in the ledger before it happens. A job whose
-need failed for good is blocked, with every job behind it, naming the need and its log; the other
-branches go on. A stop request (Ctrl-C, SIGTERM) stops launching, terminates every running
-attempt's process group and records them as interrupted.
+It knows jobs, their needs and their kinds, never what a study means: it launches each job's argv
+on a free slot once every job it needs has succeeded (then fingerprints the job again from the
+files they made, in a worker thread), pins it to the slot's device, enforces the timeout, judges
+the outcome, asks runner.retry what follows a failure, and records every step in the ledger before
+it happens. A job whose need failed for good is blocked, with every job behind it, naming the need
+and its log; the other branches go on. A stop request (Ctrl-C, SIGTERM) stops launching,
+terminates every running attempt's process group and records them as interrupted.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from runner import faults
+from runner import faults, graph, inputs
 from runner.executors import Executor, Handle, LaunchError, LaunchSpec
-from runner.jobs import Attempt, AttemptStart, FailureClass, Job, JobState, Outcome
+from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, PriorFile, judge
+from runner.retry import Action, decide
 from runner.slots import Device, Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,16 @@ class Queued:
     argv: tuple[str, ...]
 
 
+@dataclass
+class Waiting:
+    """A job not yet queued: the needs it still waits for in this run, and its place in line."""
+
+    queued: Queued
+    rank: int
+    pending: set[str] = field(default_factory=set)
+    refresh: bool = False  # a need of it runs in this run: fingerprint it again once all have succeeded
+
+
 def child_environment(job: Job, slot: Slot, token: str, threads: int,
                       base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
@@ -116,10 +128,11 @@ class Scheduler:
 
     async def run(self, work: list[tuple[Job, int]],
                   reattach: list[tuple[Job, Attempt, Handle]] = ()) -> None:
-        """Run `work` in the given order on the free slots, until done or stopped: a job waits
-        until the jobs it needs among `work` and `reattach` have succeeded (a need outside them
-        has a standing success). First follow `reattach`: attempts an earlier runner left running
-        on the cluster (each holds a slot if one is free, beyond the cap otherwise).
+        """Run `work` (jobs and their ids) in the given order on the free slots, until done or
+        stopped: a job waits until the jobs it needs among `work` and `reattach` have succeeded (a
+        need outside them has a standing success). First follow `reattach`: attempts an earlier
+        runner left running on the cluster (each holds a slot if one is free, beyond the cap
+        otherwise).
 
         A slot goes back to the pool as soon as its attempt's outcome is known and recorded
         (submitted to the ledger, which keeps the order of events): the next attempt's row then
@@ -127,46 +140,40 @@ class Scheduler:
         self._rank = itertools.count()  # launch order: `work`'s, then retries in turn
         self._ready: list[tuple[int, Queued]] = []
         in_run = {job.key for job, _ in work} | {job.key for job, _, _ in reattach}
-        # Per job not yet queued: its needs still to succeed in this run, and its place in line.
-        self._waiting: dict[str, tuple[set[str], int, Queued]] = {}
+        self._waiting: dict[str, Waiting] = {}
         self._behind: dict[str, list[str]] = {}  # per job key, the waiting jobs that need it
         for job, job_id in work:
             pending = {need for need in job.needs if need in in_run}
             for need in pending:
                 self._behind.setdefault(need, []).append(job.key)
-            self._waiting[job.key] = (pending, next(self._rank), Queued(job, job_id, 0, job.argv))
+            self._waiting[job.key] = Waiting(Queued(job, job_id, 0, job.argv), next(self._rank), pending,
+                                             refresh=bool(pending))
         self._blocking: list[asyncio.Future] = []  # ledger writes of blocked jobs, awaited at the end
-        for key in [key for key, (pending, _, _) in self._waiting.items() if not pending]:
+        self._running: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()  # a slot came free, a job became ready, or a stop was requested
+        for key in [key for key, waiting in self._waiting.items() if not waiting.pending]:
             self._enqueue(key, NO_SLOT)
-        self._wake = asyncio.Event()  # a slot came free or a stop was requested
         self._stop_waiter = asyncio.create_task(self._stop.wait())
         self._stop_waiter.add_done_callback(lambda _: self._wake.set())
-        running: set[asyncio.Task] = set()
-
-        def start(attempt) -> None:
-            task = asyncio.create_task(attempt)
-            running.add(task)
-            task.add_done_callback(lambda _: self._wake.set())
-
         for job, attempt, handle in reattach:
-            cost = self.pool.cost(job.phase)
+            cost = self.pool.cost(job.kind)
             slot = self.pool.take(cost) if self.pool.has_free(cost) else Slot("reattached", Device(""))
-            start(self._follow(job, attempt, handle, slot))
+            self._start(self._follow(job, attempt, handle, slot))
         try:
             while True:
                 # Strictly in launch order: the first ready job waits for room rather than being
                 # overtaken for ever by cheaper ones (a training that needs a whole GPU).
                 while self._ready and not self._stop.is_set():
                     queued = self._ready[0][1]
-                    cost = self.pool.cost(queued.job.phase)
+                    cost = self.pool.cost(queued.job.kind)
                     if not self.pool.has_free(cost):
                         break
                     heapq.heappop(self._ready)
-                    start(self._attempt(queued, self.pool.take(cost)))
-                for task in [t for t in running if t.done()]:
-                    running.discard(task)
+                    self._start(self._attempt(queued, self.pool.take(cost)))
+                for task in [t for t in self._running if t.done()]:
+                    self._running.discard(task)
                     task.result()  # a ledger error ends the run here
-                if not running and (not self._ready or self._stop.is_set()):
+                if not self._running and (not self._ready or self._stop.is_set()):
                     break
                 await self._wake.wait()
                 self._wake.clear()
@@ -174,21 +181,22 @@ class Scheduler:
         except BaseException:
             # The ledger failed (or we are cancelled): stop every other attempt's processes and
             # wait for them; their rows stay `running` for the next run to reconcile.
-            for task in running:
+            for task in self._running:
                 task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
+            await asyncio.gather(*self._running, return_exceptions=True)
             raise
         finally:
             self._stop_waiter.cancel()
             self.executor.close()
 
+    def _start(self, work) -> None:
+        """Run `work` (an attempt, a follow, a refresh) as a task the loop waits for."""
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(lambda _: self._wake.set())
+
     def _environment(self, job: Job, slot: Slot, token: str) -> dict[str, str]:
         return child_environment(job, slot, token, self.threads_per_job, self._base_env)
-
-    def _should_retry(self, outcome: Outcome, tries: int) -> bool:
-        if tries >= self.policy.retries:
-            return False
-        return outcome.failure_class is not None and outcome.failure_class.retryable
 
     async def _attempt(self, queued: Queued, slot: Slot) -> None:
         job = queued.job
@@ -241,59 +249,58 @@ class Scheduler:
             await finished
 
     def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome, attempt: Attempt) -> None:
-        """Queue what follows an attempt: the jobs that were waiting for it when it succeeded, its
-        next attempt when its failure allows one, else block the jobs behind it."""
-        job, tries = queued.job, queued.tries
+        """Queue what follows an attempt: the jobs that were waiting for it when it succeeded, else
+        what runner.retry decides: its next attempt, or nothing, and when it failed for good the
+        jobs behind it are blocked."""
+        job = queued.job
         if outcome.succeeded:
             self._release(job.key, slot)
             return
-        if self._stop.is_set():
-            return  # what waits stays pending for the next run
-        adapted = job.adapt_argv(queued.argv, outcome.failure_class) if job.adapt_argv else None
-        if adapted is not None:
-            self.on_event(Event(EventKind.RETRYING, job, tries, slot, outcome))
-            heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, tries, adapted)))
-        elif self._should_retry(outcome, tries):
-            self.on_event(Event(EventKind.RETRYING, job, tries + 1, slot, outcome))
-            heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, tries + 1, queued.argv)))
-        elif outcome.failure_class not in (None, FailureClass.INTERRUPTED):  # failed for good
-            self._block_behind(job.key, f"needs {job.key}, which failed ({outcome.failure_class.value}); "
-                                        f"see {attempt.stderr_log}", slot)
+        decision = decide(outcome, queued.argv, queued.tries, self.policy.retries, job.adapt, self._stop.is_set())
+        if decision.action is Action.GIVE_UP:
+            if decision.final:
+                self._block_behind(job.key, f"failed ({outcome.failure_class.value}); see {attempt.stderr_log}", slot)
+            return  # otherwise (stopped) what waits stays pending for the next run
+        number = queued.tries + 1 if decision.action is Action.RETRY else queued.tries
+        self.on_event(Event(EventKind.RETRYING, job, number, slot, outcome))
+        heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, decision.tries, decision.argv)))
 
     def _release(self, key: str, slot: Slot) -> None:
-        """A job succeeded: the jobs waiting for it whose needs have all succeeded are planned
-        again from the files their needs made (inputs, fingerprint) and queued in their place."""
+        """A job succeeded: the jobs waiting for it whose needs have all succeeded are queued."""
         for waiting_key in self._behind.pop(key, ()):
-            entry = self._waiting.get(waiting_key)
-            if entry is None:
+            waiting = self._waiting.get(waiting_key)
+            if waiting is None:
                 continue
-            entry[0].discard(key)
-            if not entry[0]:
+            waiting.pending.discard(key)
+            if not waiting.pending:
                 self._enqueue(waiting_key, slot)
 
     def _enqueue(self, key: str, slot: Slot) -> None:
-        """A job whose needs have all succeeded: planned again from the files they made (its
-        inputs and fingerprint; a job without needs is kept as planned), then queued in its place."""
-        _, rank, queued = self._waiting.pop(key)
-        job = queued.job
-        if job.replan:
-            try:
-                job = job.replan()
-            except Exception as exc:  # e.g. a file its need made cannot be read: this job only
-                job = replace(job, blocked_reason=f"cannot be planned from its inputs: {exc}")
-        if job.blocked_reason:  # its needs succeeded, yet an input is missing
-            self._block(Queued(job, queued.job_id, 0, job.argv), job.blocked_reason, slot)
-            self._block_behind(job.key, f"needs {job.key}, which is blocked ({job.blocked_reason})", slot)
-            return
-        heapq.heappush(self._ready, (rank, Queued(job, queued.job_id, 0, job.argv)))
+        """A job whose needs have all succeeded: queued in its place, after being fingerprinted
+        again (off the event loop) from the files its needs made in this run."""
+        waiting = self._waiting.pop(key)
+        if waiting.refresh:
+            self._start(self._refreshed(waiting, slot))
+        else:
+            heapq.heappush(self._ready, (waiting.rank, waiting.queued))
 
-    def _block_behind(self, key: str, reason: str, slot: Slot) -> None:
-        """Block every job waiting, directly or through others, for the job `key`."""
-        for waiting_key in self._behind.pop(key, ()):
-            entry = self._waiting.pop(waiting_key, None)
-            if entry is not None:
-                self._block(entry[2], reason, slot)
-                self._block_behind(waiting_key, reason, slot)
+    async def _refreshed(self, waiting: Waiting, slot: Slot) -> None:
+        job = waiting.queued.job
+        try:
+            job = await asyncio.to_thread(inputs.refresh, job)
+        except OSError as exc:  # e.g. a file its need made cannot be read: this job only
+            job = replace(job, blocked_reason=f"its inputs cannot be read: {exc}")
+        if job.blocked_reason:  # its needs succeeded, yet an input is missing
+            self._block(Queued(job, waiting.queued.job_id, 0, job.argv), job.blocked_reason, slot)
+            self._block_behind(job.key, f"is blocked ({job.blocked_reason})", slot)
+            return
+        heapq.heappush(self._ready, (waiting.rank, Queued(job, waiting.queued.job_id, 0, job.argv)))
+
+    def _block_behind(self, key: str, why: str, slot: Slot) -> None:
+        """Block every job waiting, directly or through others, for the job `key` (graph.spread_block
+        gives each its reason)."""
+        for waiting_key, reason in graph.spread_block(key, why, self._behind, lambda k: k in self._waiting):
+            self._block(self._waiting.pop(waiting_key).queued, reason, slot)
 
     def _block(self, queued: Queued, reason: str, slot: Slot) -> None:
         self._blocking.append(self.ledger.set_job_states([(queued.job_id, JobState.BLOCKED, reason)]))

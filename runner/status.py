@@ -9,9 +9,9 @@ from pathlib import Path
 from runner.ledger import QUERIES, read_snapshot
 
 
-def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict | None, dict[str, int]]:
-    """Jobs (rows of `jobs_query` and their column names), the latest run and the totals by
-    state, from one consistent snapshot of the ledger."""
+def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict | None, dict[str, int], dict[str, str]]:
+    """Jobs (rows of `jobs_query` and their column names), the latest run, the totals by state
+    and the headings of the kinds of job, from one consistent snapshot of the ledger."""
     def read(conn):
         conn.row_factory = None  # plain tuples: sqlite3.Row costs more than the query at 10,000 jobs
         cursor = conn.execute(QUERIES[jobs_query])
@@ -21,11 +21,9 @@ def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict |
         run = cursor.fetchone()
         run = dict(zip([d[0] for d in cursor.description], run)) if run else None
         totals = dict(conn.execute(QUERIES["job_totals"]).fetchall())
-        return jobs, columns, run, totals
+        titles = dict(conn.execute(QUERIES["kind_titles"]).fetchall())
+        return jobs, columns, run, totals, titles
     return read_snapshot(ledger, read)
-
-
-PHASE_NAMES = {"E": "training", "F": "Pty-Chi reconstruction", "G": "comparison"}
 
 
 def _time_so_far(started_at: str | None) -> float | None:
@@ -38,7 +36,7 @@ def _time_so_far(started_at: str | None) -> float | None:
 
 def as_json(ledger: Path) -> str:
     """Where the study stands, as JSON (one line), the job list encoded by SQLite."""
-    ((jobs,),), _, run, totals = _read(ledger, "status_jobs_json")
+    ((jobs,),), _, run, totals, _ = _read(ledger, "status_jobs_json")
     return (f'{{"ledger": {json.dumps(str(ledger))}, "run": {json.dumps(run)}, "jobs": {jobs}, '
             f'"totals": {json.dumps(totals)}}}')
 
@@ -53,7 +51,7 @@ def _duration(seconds: float | None) -> str:
 def text(ledger: Path) -> str:
     """The table `runner status` prints. Rows stay tuples: at 10,000 jobs, making a dict of each
     would cost as much as formatting it."""
-    rows, columns, run, totals = _read(ledger, "status_jobs")
+    rows, columns, run, totals, titles = _read(ledger, "status_jobs")
     lines = []
     if run:
         ended = f"ended {run['ended_at']} ({run['outcome']})" if run["ended_at"] else \
@@ -61,21 +59,21 @@ def text(ledger: Path) -> str:
         lines.append(f"ledger {ledger}: run {run['run_id']} on {run['host']} "
                      f"started {run['started_at']}, {ended}")
     lines.append(f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log")
-    (key, phase, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
+    (key, kind, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
      slurm_job, slurm_node, slurm_state) = map(columns.index, (
-        "key", "phase", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code",
+        "key", "kind", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code",
         "failure_class", "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state"))
-    by_phase: dict[str, dict[str, int]] = {}
+    by_kind: dict[str, dict[str, int]] = {}
     for job in rows:
-        counted = by_phase.setdefault(job[phase], {})
+        counted = by_kind.setdefault(job[kind], {})
         counted[job[state]] = counted.get(job[state], 0) + 1
-    grouped = len(by_phase) > 1  # a run of several phases: a heading per phase
+    grouped = len(by_kind) > 1  # a ledger of several kinds of job: a heading per kind
     shown = None
     for job in rows:
-        if grouped and job[phase] != shown:
-            shown = job[phase]
-            counts = ", ".join(f"{n} {s}" for s, n in sorted(by_phase[shown].items()))
-            lines.append(f"-- Phase {shown}: {PHASE_NAMES.get(shown, '')} ({counts})")
+        if grouped and job[kind] != shown:
+            shown = job[kind]
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(by_kind[shown].items()))
+            lines.append(f"-- {titles.get(shown) or shown} ({counts})")
         if job[state] == "blocked":
             outcome, log = "blocked", job[detail]
         else:

@@ -1,7 +1,7 @@
 """Regenerate ledger.db.example from the ledger of the demo run (`make demo`).
 
 The copy is made with SQLite's backup API (consistent even while a runner writes) and brought to
-this runner's schema by its own migrations; then the checkout's folder, the host and the user name are replaced by neutral ones so that the example
+this runner's schema by its own migrations, with the study's views; then the checkout's folder, the host and the user name are replaced by neutral ones so that the example
 says nothing about the machine it came from. Everything else (runs, jobs, attempts, metrics,
 timings, devices) is the demo run's own.
 
@@ -22,7 +22,7 @@ TARGET = REPO / "ledger.db.example"
 NEUTRAL_CHECKOUT = "/home/scientist/runner"
 # Text columns that may hold paths of the checkout.
 PATH_COLUMNS = {
-    "runs": ("argv",),
+    "runs": ("argv", "study"),
     "jobs": ("argv", "cwd", "output_dir", "blocked_reason"),
     "attempts": ("argv", "stdout_log", "stderr_log", "failure_detail"),
 }
@@ -43,10 +43,11 @@ def main(argv: list[str]) -> int:
     with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(TARGET) as dst:
         src.backup(dst)
     sys.path.insert(0, str(REPO))
-    from runner.ledger import migrate
+    from runner.ledger import prepare
+    from runner.ptycho import STUDY
 
+    prepare(TARGET, STUDY.views)
     conn = sqlite3.connect(TARGET, isolation_level=None)
-    migrate(conn, TARGET)
     conn.execute("BEGIN")
     for table, columns in PATH_COLUMNS.items():
         for column in columns:

@@ -1,9 +1,9 @@
-"""Regenerate schema.sql: the ledger's current schema, as the migrations leave a new ledger.
+"""Regenerate schema.sql: the ledger's current schema, as a run leaves a new ledger.
 
-The migrations (migrations/NNNN_name.sql) are the source of truth; schema.sql is their sum, to
-read. This applies them to an empty in-memory database exactly as the runner does, then writes
-each table with the rows the migrations put in it, its indexes and its triggers, and last the
-views, each in the order it was created. A column added by ALTER TABLE is moved onto its own
+The migrations (migrations/NNNN_name.sql) are the source of truth of the engine's tables, and the
+study's views.sql of its views; schema.sql is their sum, to read. This applies them to an empty
+in-memory database exactly as a run does, then writes each table with the rows the migrations put
+in it, its indexes and its triggers, and last the views, each in the order it was created. A column added by ALTER TABLE is moved onto its own
 line; nothing else of SQLite's stored text is changed. A test keeps the file equal to this output.
 
     python scripts/make_schema.py          (or: make schema)
@@ -24,16 +24,20 @@ COMMAND = "`make schema` (python scripts/make_schema.py)"
 def render() -> str:
     """schema.sql's text for the migrations of this checkout."""
     sys.path.insert(0, str(REPO))
-    from runner.ledger import SCHEMA_VERSION, migrate
+    from runner.ledger import SCHEMA_VERSION, install_views, migrate
+    from runner.ptycho import STUDY
 
     conn = sqlite3.connect(":memory:", isolation_level=None)
     migrate(conn, Path(":memory:"))
+    install_views(conn, STUDY.views)
     objects = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema "
                            "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid").fetchall()
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    out = [f"-- The ledger's schema at version {SCHEMA_VERSION}: what the migrations build in a new ledger.\n"
-           f"-- Generated from migrations/ by {COMMAND}; do not edit it:\n"
-           "-- change the schema with a new migration, then regenerate this file.\n"
+    out = [f"-- The ledger's schema at version {SCHEMA_VERSION}: what the migrations build in a new ledger, with\n"
+           "-- the study's views (runner/ptycho/views.sql), which every run installs.\n"
+           f"-- Generated from migrations/ and views.sql by {COMMAND};\n"
+           "-- do not edit it: change the engine's schema with a new migration, or the study's views in\n"
+           "-- views.sql, then regenerate it.\n"
            f"PRAGMA application_id = {app_id};\n"
            f"PRAGMA user_version = {SCHEMA_VERSION};"]
     for kind, name, _, sql in objects:

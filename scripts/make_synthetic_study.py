@@ -3,14 +3,16 @@
     python scripts/make_synthetic_study.py --out DIR [--preset tiny|demo|full] [--doses 1000 ...]
         [--seed 42] [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
 
-`--phases C,D` makes only the data and `runner.toml`, the runner's settings for the rest of this
-study (`python -m runner run --config DIR/runner.toml` trains, reconstructs and compares); a later call with
-`--phases E,F` (or E, or F) adds the models or reconstructions to that study, with its preset, seed
-and doses.
+Phases C and D (the data) are made here, with `runner.toml`, the runner's settings for the rest of
+this study. Phases E and F are run by the runner itself (`python -m runner run --config
+DIR/runner.toml --phases E,F`): the trainings and reconstructions are jobs in the study's ledger
+(DIR/analysis/ledger.db), as they are when `make demo` runs them, so a later `runner run` finds
+them done. `--phases C,D` makes only the data; a later call with `--phases E,F` (or E, or F) adds
+the models or reconstructions to that study, with its preset, seed and doses.
 
 Also runnable as `python -m scripts.make_synthetic_study`. Bad arguments print one line,
-`make_synthetic_study: error: ...`, and exit 2; a Phase F reconstruction that fails is named in
-one such line after the other phases' files are written, exit 1.
+`make_synthetic_study: error: ...`, and exit 2; when a training or reconstruction fails, one such
+line says so after the other jobs' files are written, exit 1 (`runner status` says which and why).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +33,9 @@ if __package__ in (None, ""):  # run as a file: make the checkout importable
 from ptychokit.cli_args import OneLineParser, UsageError  # noqa: E402
 
 PROG = "make_synthetic_study"
+REPO = Path(__file__).resolve().parent.parent
 PHASE_FOLDERS = {"C": "phase_c", "D": "phase_d", "E": "phase_e", "F": "phase_f"}
+RESULTS_FOLDER = "analysis"  # the runner's artifact root: its ledger, logs and comparisons
 NEEDS = {"D": "C", "E": "D", "F": "D"}  # the phase whose files a phase reads
 
 
@@ -108,11 +114,24 @@ def _prepare(out: Path, phases: tuple[str, ...]) -> None:
     """Remove what an earlier study left in the folders these phases write (only those), so no
     stale file survives; a run from Phase C starts a new study.json."""
     out.mkdir(parents=True, exist_ok=True)
-    if "C" in phases:
+    if "C" in phases:  # a new study: the old one's results (and ledger) describe other data
         (out / "study.json").unlink(missing_ok=True)
         (out / "runner.toml").unlink(missing_ok=True)
+        shutil.rmtree(out / RESULTS_FOLDER, ignore_errors=True)
     for phase in (PHASE_FOLDERS if "C" in phases else phases):
         shutil.rmtree(out / PHASE_FOLDERS[phase], ignore_errors=True)
+
+
+def run_jobs(out: Path, phases: tuple[str, ...], device: str, threads: int) -> int:
+    """Phases E and/or F of the study by the runner, as one graph of jobs on the study's ledger:
+    on the CPU one job per core, one thread each; on a GPU as runner.toml's jobs_per_gpu says.
+    Returns the runner's exit status; its lines go to our stdout as they come."""
+    gpus = ["--gpus", "none", "--max-parallel", str(threads)] if device == "cpu" else ["--gpus", "auto"]
+    argv = [sys.executable, "-m", "runner", "run", "--config", str(out / "runner.toml"),
+            "--phases", ",".join(phases), *gpus]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("OMP_NUM_THREADS", None)  # the runner gives each job its share of the cores
+    return subprocess.run(argv, cwd=REPO, env=env).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    from ptychokit.pipeline import PhaseFailed, run_study
+    from ptychokit.pipeline import record_timings, run_data
     from ptychokit.presets import PRESETS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
@@ -136,11 +155,16 @@ def main(argv: list[str] | None = None) -> int:
           f"phases {','.join(args.phases)}, device {device} ({threads} CPU threads) -> {args.out}", flush=True)
     start = time.perf_counter()
     _prepare(args.out, args.phases)
-    try:
-        run_study(args.out, preset, args.seed, device, args.phases)
-    except PhaseFailed as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+    run_data(args.out, preset, args.seed, tuple(p for p in args.phases if p in "CD"))
+    jobs = tuple(p for p in args.phases if p in "EF")
+    if jobs:
+        began = time.perf_counter()
+        status = run_jobs(args.out, jobs, device, threads)
+        record_timings(args.out, preset, args.seed, {",".join(jobs): round(time.perf_counter() - began, 2)})
+        if status != 0:
+            print(f"{PROG}: error: the runner did not make every job of phases {','.join(jobs)} (exit {status}); "
+                  f"see `python -m runner status --artifact-root {args.out / RESULTS_FOLDER}`", file=sys.stderr)
+            return 1
     print(f"{PROG}: done in {time.perf_counter() - start:.1f} s", flush=True)
     return 0
 

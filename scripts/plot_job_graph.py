@@ -28,10 +28,10 @@ def read(ledger: Path, run_id: int | None) -> tuple[list, list, list, int]:
     try:
         if run_id is None:
             run_id = conn.execute("SELECT MAX(run_id) FROM attempts").fetchone()[0]
-        jobs = conn.execute("SELECT key, phase, dose FROM jobs ORDER BY plan_order").fetchall()
+        jobs = conn.execute("SELECT key, phase, dose FROM condition_grid ORDER BY plan_order").fetchall()
         needs = conn.execute("SELECT j.key, n.key FROM job_needs d JOIN jobs j ON j.job_id = d.job_id "
                              "JOIN jobs n ON n.job_id = d.needs_job_id").fetchall()
-        attempts = conn.execute("SELECT j.phase, a.slot, a.started_at, a.ended_at FROM attempts a JOIN jobs j "
+        attempts = conn.execute("SELECT j.kind, a.slot, a.started_at, a.ended_at FROM attempts a JOIN jobs j "
                                 "USING (job_id) WHERE a.run_id = ? AND a.ended_at IS NOT NULL",
                                 (run_id,)).fetchall()
     finally:

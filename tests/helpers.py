@@ -87,3 +87,24 @@ def processes_with_env(name: str, value: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def settings(values: dict, cwd: Path | None = None):
+    """The engine's settings and the study's, as `runner run` reads them from these flags (a
+    TOML file with "config")."""
+    from runner import config
+    from runner.ptycho import STUDY
+
+    return config.load(values, STUDY, cwd or Path.cwd())
+
+
+def study_settings(values: dict, cwd: Path | None = None):
+    return settings(values, cwd)[1]
+
+
+def plan(values: dict, cwd: Path | None = None) -> list:
+    """The jobs `runner run` would plan for these flags: fingerprinted, missing inputs blocked."""
+    from runner import app
+    from runner.ptycho import STUDY
+
+    return app.planned(STUDY, study_settings(values, cwd))

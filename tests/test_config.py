@@ -2,8 +2,24 @@
 
 import pytest
 
-from runner.config import ConfigError, build_settings
-from runner.study import PlanError, plan, npz_origin_by_view
+from helpers import plan, settings
+from runner.config import ConfigError
+from runner.ptycho.plan import data_sources
+from runner.study import PlanError
+
+
+def build_settings(values: dict, cwd=None):
+    """The engine's settings and the study's, as one object to read either from."""
+    engine, study = settings(values, cwd)
+    return Both(engine, study)
+
+
+class Both:
+    def __init__(self, engine, study):
+        self.engine, self.study = engine, study
+
+    def __getattr__(self, name):
+        return getattr(self.study if hasattr(self.study, name) else self.engine, name)
 
 
 def test_toml_keys_are_read_and_paths_are_relative_to_the_file(study, tmp_path):
@@ -12,9 +28,9 @@ def test_toml_keys_are_read_and_paths_are_relative_to_the_file(study, tmp_path):
                       'test_data = {sparse = "phase_d"}\n')
     (tmp_path / "elsewhere").mkdir()
     s = build_settings({"config": str(config)}, cwd=tmp_path / "elsewhere")
-    assert s.phase_c_root == study / "phase_c" and s.artifact_root == study / "analysis"
+    assert s.layout.phase_c == study / "phase_c" and s.artifact_root == study / "analysis"
     assert (s.retries, s.gpus, s.timeout) == (2, "none", 600.0)
-    assert npz_origin_by_view(s.test_data) == {"dense": "phase_c", "sparse": "phase_d"}
+    assert data_sources(s.test_data) == {"dense": "phase_c", "sparse": "phase_d"}
     assert s.ledger == study / "analysis" / "ledger.db"
 
 
@@ -50,7 +66,7 @@ def test_bad_config_values_are_named(study, tmp_path, content, error, message):
     config = tmp_path / "bad.toml"
     config.write_text(f'study_root = "study"\n{content}\n')
     with pytest.raises(error, match=message):
-        plan(build_settings({"config": str(config)}, cwd=tmp_path))
+        plan({"config": str(config)}, cwd=tmp_path)
 
 
 def test_phases_commands_and_weights_from_the_file_and_flags(study, tmp_path):
@@ -74,7 +90,7 @@ def test_a_phase_of_the_run_may_make_its_missing_folder(tmp_path):
     with pytest.raises(ConfigError, match="phase-e-root"):
         build_settings({"study_root": str(tmp_path / "study")})
     s = build_settings({"study_root": str(tmp_path / "study"), "phases": "E,F,G"})
-    assert s.phase_e_root == tmp_path / "study/phase_e" and not s.phase_e_root.exists()
+    assert s.layout.phase_e == tmp_path / "study/phase_e" and not s.layout.phase_e.exists()
 
 
 def test_missing_roots_are_named(tmp_path):
@@ -91,7 +107,7 @@ def test_force_and_only_failed_contradict(study):
 
 
 def test_default_command_runs_in_this_checkout_from_any_folder(study, tmp_path):
-    from runner.config import DEFAULT_COMPARE_CMD
+    from runner.ptycho.settings import DEFAULT_COMPARE_CMD
 
     repo = __import__("pathlib").Path(__file__).resolve().parent.parent
     s = build_settings({"study_root": str(study)}, cwd=tmp_path)
@@ -100,8 +116,13 @@ def test_default_command_runs_in_this_checkout_from_any_folder(study, tmp_path):
     assert custom.workdir == tmp_path
 
 
-def test_every_config_key_has_a_type_check():
-    # A key without one would crash read_toml with a KeyError instead of naming a bad value.
-    from runner.config import TOML_KEYS, TOML_TYPES
+def test_every_flag_is_a_key_of_the_config_file_with_a_type_check():
+    # A key without one would be refused as unknown, or crash instead of naming a bad value.
+    from runner import cli, config
+    from runner.ptycho import STUDY
+    from runner.ptycho.settings import TOML_TYPES as STUDY_TYPES
 
-    assert set(TOML_TYPES) == TOML_KEYS
+    run = next(action for action in cli.build_parser(STUDY)._actions if action.dest == "command").choices["run"]
+    flags = {action.dest for action in run._actions} - {"help", "config"}
+    assert flags <= set(config.TOML_TYPES) | set(STUDY_TYPES)
+    assert not set(config.TOML_TYPES) & set(STUDY_TYPES)  # each key has one owner

@@ -70,7 +70,7 @@ def test_dry_run_prints_the_graph_in_launch_order(data):
     line = next(line for line in result.stdout.splitlines() if "] dose_1000/sparse/test " in line)
     assert "after E/dose_1000/baseline, E/dose_1000/sparse, F/dose_1000/sparse/test" in line
     graph = json.loads((data / "analysis/job_graph.json").read_text())
-    assert {j["key"]: j["phase"] for j in graph["jobs"]}["F/dose_1000/dense/test"] == "F"
+    assert {j["key"]: (j["kind"], j["phase"]) for j in graph["jobs"]}["F/dose_1000/dense/test"] == ("F", "F")
     assert not (data / "analysis/ledger.db").exists()
 
 
@@ -249,8 +249,8 @@ def test_sigkill_of_the_runner_during_training_then_run_again(data, tmp_path):
 @pytest.mark.parametrize("args, config, message", [
     (("--phases", "E,X"), None, "--phases: unknown phase 'X'; the runner runs phases E, F, G"),
     (("--jobs-per-gpu", "E=0"), None, "jobs_per_gpu E must be an integer >= 1"),
-    (("--jobs-per-gpu", "E=1,G"), None, "--jobs-per-gpu 'G': give one number or PHASE=N pairs"),
-    ((), 'phases = ["E", "F", "G"]\nphase_needs = {E = ["G"]}\n', "the jobs' needs form a cycle: E/dose_1000/"),
+    (("--jobs-per-gpu", "E=1,G"), None, "--jobs-per-gpu 'G': give one number, or PHASE=N pairs for E, F, G"),
+    ((), 'phases = ["E", "F", "G"]\nphase_needs = {E = ["G"]}\n', "phase_needs: the phases E -> G -> E wait for each other"),
     ((), 'phase_needs = {Q = ["E"]}\n', "phase_needs: unknown phase 'Q'"),
 ])
 def test_bad_phases_and_graphs_are_one_line(data, tmp_path, args, config, message):
@@ -288,7 +288,8 @@ def test_a_schema_6_ledger_upgrades_in_place_with_its_jobs_as_comparisons(tmp_pa
     conn.close()
     ledger_module.prepare(path)
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT key, phase FROM jobs").fetchall() == [("dose_1000/dense/train", "G")]
+    assert conn.execute("SELECT key, kind, json_extract(labels, '$.phase'), json_extract(labels, '$.view') "
+                        "FROM jobs").fetchall() == [("dose_1000/dense/train", "G", "G", "dense")]
     assert conn.execute("SELECT COUNT(*) FROM job_needs").fetchone() == (0,)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == ledger_module.SCHEMA_VERSION
     conn.close()
@@ -298,7 +299,7 @@ def test_a_run_of_comparisons_alone_is_unchanged_by_the_graph(tmp_path):
     study = make_study(tmp_path / "study", doses=(1000,))
     result = run_runner(study, "--dose", "1000")
     assert result.returncode == 0
-    rows = ledger_rows(study / "analysis/ledger.db", "SELECT key, phase FROM jobs ORDER BY plan_order")
+    rows = ledger_rows(study / "analysis/ledger.db", "SELECT key, phase FROM condition_grid ORDER BY plan_order")
     assert [(r["key"], r["phase"]) for r in rows] == [(k, "G") for k in COMPARISONS]
     assert not (study / "analysis/job_graph.json").exists()
     status = subprocess.run([sys.executable, "-m", "runner", "status", "--artifact-root", str(study / "analysis")],

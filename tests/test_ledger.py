@@ -8,13 +8,14 @@ import pytest
 from runner import ledger as ledger_module
 from runner.jobs import AttemptStart, FailureClass, Job, JobState, MetricsCheck, Outcome
 from runner.ledger import SCHEMA_VERSION, Ledger, LedgerError, connect_reader, prepare
+from runner.ptycho import STUDY
 
 
 def job(key="dose_1000/dense/train", fingerprint="f1") -> Job:
     return Job(key=key, argv=("python", "x.py"), cwd=Path("/tmp"), output_dir=Path("/tmp/out"),
-               check=MetricsCheck(Path("/tmp/out/m.csv"), ("A",)), fingerprint=fingerprint,
-               condition={"dose": 1000, "view": "dense", "split": "train"},
-               metadata={"selection_strategy": "greedy", "acceptance_rate": 0.008})
+               check=MetricsCheck(Path("/tmp/out/m.csv"), ("A",)), fingerprint=fingerprint, kind="G",
+               labels={"phase": "G", "dose": 1000, "view": "dense", "split": "train",
+                       "selection_strategy": "greedy", "acceptance_rate": 0.008})
 
 
 def start(job_id: int, run_id: int, job: Job, token: str, argv=()) -> AttemptStart:
@@ -28,8 +29,29 @@ def test_new_ledger_has_current_schema_wal_and_private_mode(tmp_path):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema")}
-    assert {"runs", "jobs", "attempts", "condition_grid", "failed_attempts"} <= names
+    assert {"runs", "jobs", "attempts", "kinds"} <= names
+    assert not {name for name in names if name in STUDY.views}  # the engine's schema alone
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_studys_views_are_installed_and_replaced_only_when_they_change(tmp_path):
+    path = tmp_path / "ledger.db"
+
+    def stored() -> tuple[dict, int]:  # the views and the schema's change counter
+        conn = sqlite3.connect(path)
+        try:
+            return (dict(conn.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'view'").fetchall()),
+                    conn.execute("PRAGMA schema_version").fetchone()[0])
+        finally:
+            conn.close()
+    prepare(path, STUDY.views)
+    views, version = stored()
+    assert views == STUDY.views
+    prepare(path, STUDY.views)
+    assert stored() == (views, version)  # unchanged: nothing rewritten
+    newer = {**STUDY.views, "study_metrics": STUDY.views["study_metrics"].replace("m.value,", "m.value AS value,")}
+    prepare(path, newer)
+    assert stored()[0] == newer and stored()[1] > version
 
 
 def test_ledger_from_a_newer_runner_is_refused(tmp_path):
@@ -80,18 +102,19 @@ def test_failed_migration_leaves_version_and_schema_unchanged(tmp_path, monkeypa
 
 async def test_attempt_lifecycle_moves_job_state(tmp_path):
     path = tmp_path / "ledger.db"
-    ledger = await Ledger.open(path)
+    ledger = await Ledger.open(path, STUDY.views)
     try:
         run_id = await ledger.begin_run("h", "u", 1, ["runner"], "0", None, [])
         rows = await ledger.sync_jobs([job()], run_id)
-        job_id, state, success = rows["dose_1000/dense/train"]
-        assert state is JobState.PENDING and success is None
+        row = rows["dose_1000/dense/train"]
+        job_id = row.job_id
+        assert row.state is JobState.PENDING and row.success_fingerprint is None
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         attempt = await ledger.start_attempt(start(job_id, run_id, job(), "t1", ["a"]), logs)
         assert attempt.number == 1 and attempt.stdout_log == tmp_path / "1.out"
         await ledger.finish_attempt(attempt.attempt_id, job_id, Outcome(True, exit_code=0), 1.5)
-        rows = await ledger.sync_jobs([job()], run_id)
-        assert rows["dose_1000/dense/train"][1:] == (JobState.SUCCEEDED, "f1")
+        row = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"]
+        assert (row.state, row.success_fingerprint) == (JobState.SUCCEEDED, "f1")
     finally:
         await ledger.close()
     grid = connect_reader(path).execute("SELECT * FROM condition_grid").fetchone()
@@ -103,7 +126,7 @@ async def test_a_new_success_supersedes_the_old_one(tmp_path):
     ledger = await Ledger.open(path)
     try:
         run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
-        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
+        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"].job_id
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         for token in ("t1", "t2"):
             attempt = await ledger.start_attempt(start(job_id, run_id, job(), token), logs)
@@ -154,13 +177,12 @@ async def test_failure_rolls_back_the_whole_transaction(tmp_path):
         duplicate = [job("same"), job("other"), job("same")]
         await ledger.sync_jobs(duplicate, run_id)  # upsert: the second 'same' updates the first
         bad = job("x")
-        object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
+        object.__setattr__(bad, "fingerprint", object())  # not bindable: it fails inside the transaction
         with pytest.raises(Exception):
             await ledger.sync_jobs([job("y"), bad], run_id)
         count = connect_reader(path).execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
         assert count == 2  # 'y' was rolled back with the failing row
         await ledger.end_run(run_id, "completed")  # the writer is usable: no transaction was left open
-        assert FailureClass.TIMEOUT.retryable and not FailureClass.BLOCKED.retryable
     finally:
         await ledger.close()
 
@@ -168,7 +190,7 @@ async def test_failure_rolls_back_the_whole_transaction(tmp_path):
 def test_example_ledger_has_the_schema_the_migrations_build(tmp_path):
     """ledger.db.example (regenerated by scripts/make_example_ledger.py) never drifts from migrations."""
     fresh = tmp_path / "fresh.db"
-    prepare(fresh)
+    prepare(fresh, STUDY.views)  # a run installs its study's views
     schema = "SELECT type, name, sql FROM sqlite_schema ORDER BY name"
     example = Path(__file__).resolve().parent.parent / "ledger.db.example"
     assert [tuple(r) for r in connect_reader(example).execute(schema)] == sqlite3.connect(fresh).execute(schema).fetchall()
@@ -184,12 +206,12 @@ async def test_concurrent_events_share_commits_and_each_stays_all_or_nothing(tmp
         rows = await ledger.sync_jobs(jobs, run_id)
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         before = ledger.commits
-        started = await asyncio.gather(*(ledger.start_attempt(start(rows[j.key][0], run_id, j, f"t{i}"), logs)
+        started = await asyncio.gather(*(ledger.start_attempt(start(rows[j.key].job_id, run_id, j, f"t{i}"), logs)
                                          for i, j in enumerate(jobs)))
         assert ledger.commits - before < len(jobs)  # events queued together were committed together
         bad = job("bad")
-        object.__setattr__(bad, "metadata", {"acceptance_rate": object()})  # not bindable
-        good = ledger.finish_attempt(started[0].attempt_id, rows["k0"][0], Outcome(True, exit_code=0), 1.0)
+        object.__setattr__(bad, "fingerprint", object())  # not bindable: it fails inside the transaction
+        good = ledger.finish_attempt(started[0].attempt_id, rows["k0"].job_id, Outcome(True, exit_code=0), 1.0)
         failing = ledger.sync_jobs([bad], run_id)
         results = await asyncio.gather(good, failing, return_exceptions=True)
         assert results[0] is None and isinstance(results[1], Exception)
@@ -221,7 +243,7 @@ async def test_an_attempt_never_reuses_logs_left_by_a_start_the_ledger_lost(tmp_
     ledger = await Ledger.open(path)
     try:
         run_id = await ledger.begin_run("h", "u", 1, [], "0", None, [])
-        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"][0]
+        job_id = (await ledger.sync_jobs([job()], run_id))["dose_1000/dense/train"].job_id
         logs = lambda n: (tmp_path / f"{n}.out", tmp_path / f"{n}.err")
         attempt = await ledger.start_attempt(start(job_id, run_id, job(), "t"), logs)
     finally:

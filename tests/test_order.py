@@ -27,8 +27,8 @@ def set_durations(ledger: Path, seconds: dict[str, float]) -> None:
 
 
 def test_without_needs_unknown_jobs_go_first_then_the_longest():
-    jobs = [Job(key, (), Path("."), Path("."), None) for key in "abcde"]
-    ordered = launch_order(jobs, {"a": 5.0, "b": 60.0, "d": 5.0})
+    jobs = [Job(key, (), Path("."), Path(".")) for key in "abcde"]
+    ordered = launch_order(jobs, {"a": 5.0, "b": 60.0, "d": 5.0}, {})
     assert [job.key for job in ordered] == ["c", "e", "b", "a", "d"]
 
 

@@ -32,6 +32,7 @@ def test_installed_wheel_runs_from_anywhere(tmp_path, study):
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "runner").rglob("*.py")}
     migrations = {f"runner/migrations/{p.name}" for p in (REPO / "migrations").glob("*.sql")}
     assert "runner/migrations/0001_initial.sql" in migrations and "runner/queries.sql" in names
+    assert {"runner/ptycho/views.sql", "runner/ptycho/queries.sql"} <= names  # the study's SQL
     assert modules | migrations <= names, sorted(modules | migrations - names)  # pyproject lists the packages
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=False)

@@ -31,7 +31,8 @@ from helpers import pid_alive, processes_with_env, runner_cmd, runner_env
 from runner import ledger as ledger_module
 from runner.jobs import MetricsCheck
 from runner.results import PriorFile, read_metrics
-from runner.study import EXPECTED_MODELS, METRICS_FILE
+from runner.ptycho.arms import EXPECTED_MODELS
+from runner.ptycho.layout import METRICS_FILE
 
 pytestmark = pytest.mark.reliability
 

@@ -65,13 +65,16 @@ def test_hostile_values_are_stored_in_the_ledger_as_data(tmp_path):
     ledger = study / "analysis/ledger.db"
     (job,) = ledger_rows(ledger, "SELECT * FROM jobs")
     assert job["output_dir"] == str(study / "analysis/dose_1000/dense/train")
-    assert job["selection_strategy"] == HOSTILE
+    assert json.loads(job["labels"])["selection_strategy"] == HOSTILE
+    (grid,) = ledger_rows(ledger, "SELECT selection_strategy FROM condition_grid")
+    assert grid["selection_strategy"] == HOSTILE
     assert json.loads(job["argv"])[-1] == f"--console-level={HOSTILE}"
     names = {r["name"] for r in ledger_rows(ledger, "SELECT name FROM sqlite_schema")}
     assert {"jobs", "attempts", "runs", "metrics"} <= names
     status = subprocess.run([sys.executable, "-m", "runner", "status", "--ledger", str(ledger), "--json"],
                             env=runner_env(), capture_output=True, text=True, timeout=30)
     assert status.returncode == 0 and json.loads(status.stdout)["jobs"][0]["state"] == "succeeded"
+    assert json.loads(status.stdout)["jobs"][0]["selection_strategy"] == HOSTILE
 
 
 def mode(path: Path) -> int:

@@ -35,7 +35,7 @@ METRICS = (MetricRow("PtychoPINN", "ms_ssim", 0.8, 0.7, None), MetricRow("Baseli
 def make_job(key: str, fingerprint: str, folder: Path) -> Job:
     return Job(key=key, argv=("python", "compare.py", key), cwd=folder, output_dir=folder / key,
                check=MetricsCheck(folder / key / "m.csv", ("PtychoPINN",)), fingerprint=fingerprint,
-               condition=dict(zip(("dose", "view", "split"), (1000, *key.split("/")[1:]))))
+               labels=dict(zip(("dose", "view", "split"), (1000, *key.split("/")[1:]))))
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -77,7 +77,7 @@ class LedgerMachine(RuleBasedStateMachine):
         jobs = [make_job(key, fingerprint, self.folder) for key in keys]
         rows = self.run(self.ledger.sync_jobs(jobs, self.run_id))
         for job in jobs:
-            self.jobs[job.key], self.job_ids[job.key] = job, rows[job.key][0]
+            self.jobs[job.key], self.job_ids[job.key] = job, rows[job.key].job_id
         chosen = self.run(select(self.ledger, jobs, rows, force, only_failed))
         for job in jobs:
             if force:
@@ -86,7 +86,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 expected = states[job.key] in ("failed", "interrupted")
             else:
                 expected = before[job.key] != fingerprint
-            assert (job in [j for j, _ in chosen.to_run]) == expected, job.key
+            assert (job in [item.job for item in chosen.to_run]) == expected, job.key
             if not expected and before[job.key] is not None:
                 assert self._job_state(job.key) == "succeeded"  # a standing success stands
 

@@ -113,7 +113,7 @@ def test_trainings_without_a_succeeded_comparison_are_nothing_to_report(bare_stu
     result = report(bare_study)
     ledger = bare_study / "analysis/ledger.db"
     # The trainings and reconstructions succeeded, but only the 4 comparisons are conditions.
-    assert [tuple(r) for r in ledger_rows(ledger, "SELECT phase, state, COUNT(*) FROM jobs GROUP BY phase, state")] \
+    assert [tuple(r) for r in ledger_rows(ledger, "SELECT phase, state, COUNT(*) FROM condition_grid GROUP BY phase, state")] \
         == [("E", "succeeded", 3), ("F", "succeeded", 4), ("G", "failed", 4)]
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [

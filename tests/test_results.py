@@ -9,7 +9,7 @@ from helpers import ledger_rows, run_runner
 from runner import ledger as ledger_module
 from runner.jobs import FailureClass
 from runner.ledger import SCHEMA_VERSION, prepare
-from runner.study import smaller_chunks
+from runner.retry import NOT_RETRIED
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
 OOM = FailureClass.CUDA_OOM
@@ -58,25 +58,11 @@ def test_out_of_memory_retries_stop_at_the_floor(study):
     assert [r["failure_class"] for r in rows] == ["cuda_oom"] * 3  # 4/2, 2/1, 1/1
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (("x",), ("x", "--pinn-chunk-size", "256", "--baseline-chunk-size", "256")),
-    (("x", "--pinn-chunk-size", "100", "--baseline-chunk-size", "7"),
-     ("x", "--pinn-chunk-size", "50", "--baseline-chunk-size", "3")),
-    (("x", "--pinn-chunk-size=9", "--pinn-chunk-size", "6", "--baseline-chunk-size=1"),
-     ("x", "--pinn-chunk-size=9", "--pinn-chunk-size", "3", "--baseline-chunk-size=1")),
-    (("x", "--pinn-chunk-size", "1", "--baseline-chunk-size", "1"), None),
-    (("x", "--pinn-chunk-size", "big", "--baseline-chunk-size", "8"), None),
-])
-def test_smaller_chunks(argv, expected):
-    assert smaller_chunks(argv, OOM) == expected
-    assert smaller_chunks(argv, FailureClass.EXIT_CODE) is None
-
-
 def test_failure_classes_table_matches_the_code(tmp_path):
     path = tmp_path / "ledger.db"
     prepare(path)
     table = dict(sqlite3.connect(path).execute("SELECT name, retryable FROM failure_classes"))
-    assert table == {c.value: int(c.retryable) for c in FailureClass}
+    assert table == {c.value: int(c not in NOT_RETRIED) for c in FailureClass}
 
 
 def test_a_version_1_ledger_is_upgraded_in_place(tmp_path, monkeypatch, study):

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from helpers import run_runner, runner_env
-from runner.config import ConfigError, build_settings
+from helpers import settings
+from runner.config import ConfigError
 from runner.executors import Ended
 from runner.executors.slurm import ACTIVE, JobStatus, batch_script, ended_from, exit_of_status
 from runner.jobs import FailureClass, Job
+from runner.retry import NOT_RETRIED
 from runner.results import Ending, Facts, judge
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
@@ -61,15 +63,15 @@ def test_slurm_end_states_map_onto_our_failure_classes(state, exit, status, fail
 
 def test_pending_and_running_are_not_ends_and_cluster_failures_are_retried_but_a_hand_cancel_is_not():
     assert {"PENDING", "RUNNING", "COMPLETING"} <= ACTIVE
-    assert FailureClass.NODE_FAIL.retryable and FailureClass.PREEMPTED.retryable
-    assert not FailureClass.CANCELLED.retryable
+    assert FailureClass.NODE_FAIL not in NOT_RETRIED and FailureClass.PREEMPTED not in NOT_RETRIED
+    assert FailureClass.CANCELLED in NOT_RETRIED
 
 
 def test_slurm_settings_come_from_the_toml_file_and_flags(study, tmp_path):
     config = tmp_path / "cluster.toml"
     config.write_text('study_root = "study"\nbackend = "slurm"\npartition = "gpu"\ntime = "2:00:00"\n'
                       'cpus_per_task = 4\nmem = "16G"\nsbatch_args = ["--qos=high"]\non_interrupt = "leave"\n')
-    s = build_settings({"config": str(config), "account": "proj1"}, cwd=tmp_path)
+    s, _ = settings({"config": str(config), "account": "proj1"}, cwd=tmp_path)
     assert (s.backend, s.partition, s.time, s.account, s.cpus_per_task, s.mem, s.sbatch_args, s.on_interrupt) == \
         ("slurm", "gpu", "2:00:00", "proj1", 4, "16G", ("--qos=high",), "leave")
 
@@ -85,7 +87,7 @@ def test_slurm_settings_come_from_the_toml_file_and_flags(study, tmp_path):
 ])
 def test_bad_slurm_settings_are_named(study, flags, message):
     with pytest.raises(ConfigError, match=message):
-        build_settings({"study_root": str(study), **flags})
+        settings({"study_root": str(study), **flags})
 
 
 def test_backend_slurm_without_sbatch_is_one_line_error(study, tmp_path):

@@ -5,8 +5,11 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from helpers import REPO
-from runner.ledger import PACKAGE, QUERIES, migrate
+from runner.ledger import PACKAGE, QUERIES, install_views, load_queries, migrate
+from runner.ptycho import STUDY
 from scripts import make_schema
 
 
@@ -19,6 +22,7 @@ def test_schema_sql_builds_the_same_ledger_as_the_migrations():
     """Its added columns moved onto lines of their own, schema.sql still builds the same database."""
     migrated = sqlite3.connect(":memory:", isolation_level=None)
     migrate(migrated, Path(":memory:"))
+    install_views(migrated, STUDY.views)
     built = sqlite3.connect(":memory:")
     built.executescript((REPO / "schema.sql").read_text())
     assert facts(built) == facts(migrated)
@@ -32,8 +36,9 @@ def facts(conn: sqlite3.Connection) -> tuple:
             conn.execute("PRAGMA user_version").fetchone(), conn.execute("PRAGMA application_id").fetchone())
 
 
-def test_every_named_query_has_a_description_line():
-    text = (PACKAGE / "queries.sql").read_text()
+@pytest.mark.parametrize("path", [PACKAGE / "queries.sql", PACKAGE / "ptycho/queries.sql", PACKAGE / "ptycho/views.sql"])
+def test_every_named_query_has_a_description_line(path):
+    text = path.read_text()
     headers = re.findall(r"^-- name: (\w+)\s*\n(.*)$", text, flags=re.MULTILINE)
-    assert len(headers) == len(QUERIES)
+    assert len(headers) == len(load_queries(path)) > 0
     assert [name for name, line in headers if not line.startswith("-- ")] == []

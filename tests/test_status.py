@@ -35,11 +35,15 @@ def test_status_json_is_machine_readable(study):
     assert snap["totals"] == {"succeeded": 4}
     assert [j["key"] for j in snap["jobs"]][:2] == ["dose_1000/dense/train", "dose_1000/dense/test"]
     assert snap["run"]["outcome"] == "completed" and snap["jobs"][0]["device"] == ""
-    # The same fields as the query the text table is rendered from (SLURM's among them).
+    # The same fields as the query the text table is rendered from (SLURM's among them), and the
+    # job's labels beside them: the study's words for its condition.
     from runner.ledger import QUERIES
     rows = ledger_rows(study / "analysis/ledger.db", QUERIES["status_jobs"])
-    assert set(snap["jobs"][0]) == set(rows[0].keys())
+    assert set(snap["jobs"][0]) == set(rows[0].keys()) | {"phase", "dose", "view", "split", "selection_strategy",
+                                                          "acceptance_rate", "spacing_threshold", "n_accepted",
+                                                          "n_rejected"}
     assert snap["jobs"][0]["backend"] == "local" and snap["jobs"][0]["slurm_job_id"] is None
+    assert (snap["jobs"][0]["kind"], snap["jobs"][0]["phase"], snap["jobs"][0]["dose"]) == ("G", "G", 1000)
 
 
 def test_status_watch_refreshes_until_interrupted(study):

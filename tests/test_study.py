@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 
 from fixture_study import make_study
-from runner.config import build_settings
-from runner.study import PlanError, plan
+from helpers import plan as planned
+from runner.study import PlanError
 
 
-def settings(study: Path, **more):
-    return build_settings({"study_root": str(study), **more}, cwd=study)
+def plan(values: dict) -> list:
+    return planned(values, cwd=Path(values["study_root"]))
+
+
+def settings(study: Path, **more) -> dict:
+    return {"study_root": str(study), **more}
 
 
 def test_jobs_come_in_dose_view_split_order(study):
@@ -28,7 +32,7 @@ def test_doses_are_discovered_from_folders_not_a_fixed_list(tmp_path):
     study = make_study(tmp_path / "s", doses=(50, 7))
     (study / "phase_c" / "dose_x").mkdir()
     (study / "phase_c" / "notes").mkdir()
-    assert sorted({j.condition["dose"] for j in plan(settings(study))}) == [7, 50]
+    assert sorted({j.labels["dose"] for j in plan(settings(study))}) == [7, 50]
 
 
 def test_filters_select_conditions(study):
@@ -97,19 +101,21 @@ def test_legacy_manifest_output_dir_locates_the_reconstruction(study):
 
 def test_metadata_comes_from_the_view_npz(study):
     job = plan(settings(study, view=["sparse"]))[0]
-    assert job.metadata == {"selection_strategy": "greedy", "acceptance_rate": 0.75,
-                            "spacing_threshold": 102.4, "n_accepted": 3, "n_rejected": 1}
+    assert job.labels == {"phase": "G", "dose": 1000, "view": "sparse", "split": "train",
+                          "selection_strategy": "greedy", "acceptance_rate": 0.75,
+                          "spacing_threshold": 102.4, "n_accepted": 3, "n_rejected": 1}
 
 
 def test_metadata_falls_back_to_the_phase_f_manifest(tmp_path):
     study = make_study(tmp_path / "s", doses=(1000,), metadata_in="manifest")
     job = plan(settings(study))[0]
-    assert job.metadata["selection_strategy"] == "greedy" and job.metadata["n_accepted"] == 42
+    assert job.labels["selection_strategy"] == "greedy" and job.labels["n_accepted"] == 42
 
 
 def test_metadata_absent_everywhere_is_null(tmp_path):
     study = make_study(tmp_path / "s", doses=(1000,), metadata_in="none")
-    assert set(plan(settings(study))[0].metadata.values()) == {None}
+    labels = plan(settings(study))[0].labels
+    assert {labels[k] for k in ("selection_strategy", "acceptance_rate", "n_accepted")} == {None}
 
 
 def test_metadata_that_is_not_json_is_an_error(study):

@@ -196,7 +196,7 @@ def test_the_runner_drives_the_real_script_over_the_whole_tiny_study(tiny_run):
     # the three arms and, beside them, the trivial floor of every condition
     assert len(rows) == 12 * 4 and {r[3] for r in rows} == ARMS | {"FlatFloor"}
     assert all(r[4] is not None for r in rows)
-    strategies = dict(ledger.execute("SELECT view, selection_strategy FROM jobs WHERE dose = 1000 AND split = 'test'"))
+    strategies = dict(ledger.execute("SELECT view, selection_strategy FROM condition_grid WHERE dose = 1000 AND split = 'test'"))
     assert set(strategies) == {"dense", "sparse"} and all(strategies.values())
     manifest = json.loads((study / "analysis/comparison_manifest.json").read_text())
     assert manifest["n_success"] == 12

@@ -42,8 +42,9 @@ def test_the_first_run_writes_every_downstream_file(runs):
     assert manifest["filters"] == {"dose": None, "view": None, "split": None}
     job = manifest["jobs"][0]
     assert job["phase_c_npz"] == str(study / "phase_c/dose_1000/patched_train.npz")
-    # The synthetic study writes the legacy per-split Phase F manifests, so they are named.
-    assert job["phase_f_manifest"] == str(study / "phase_f/dose_1000_dense_train/manifest.json")
+    # Without a legacy per-split Phase F manifest, the reconstruction itself is named.
+    assert job["phase_f_manifest"] == job["tike_recon_path"] == \
+        str(study / "phase_f/dose_1000/dense/train/ptychi_reconstruction.npz")
     assert (summary["n_jobs"], summary["n_success"], summary["n_failed"]) == (12, 12, 0)
     assert set(summary["aggregate_metrics"]) == {"PtychoPINN", "Baseline", "PtyChi"}
 

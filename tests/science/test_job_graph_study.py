@@ -45,7 +45,7 @@ def rows(root: Path, sql: str) -> list[tuple]:
 
 
 def test_the_runner_trains_reconstructs_and_compares_the_study(graph_study):
-    assert rows(graph_study, "SELECT phase, COUNT(*), MIN(state), MAX(state) FROM jobs GROUP BY phase") == [
+    assert rows(graph_study, "SELECT phase, COUNT(*), MIN(state), MAX(state) FROM condition_grid GROUP BY phase") == [
         ("E", 3, "succeeded", "succeeded"), ("F", 4, "succeeded", "succeeded"), ("G", 4, "succeeded", "succeeded")]
     # Every success check holds for real: the models load, the reconstructions hold what Phase G reads.
     for model in ("baseline/gs1", "dense/gs2", "sparse/gs2"):

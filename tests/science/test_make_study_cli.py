@@ -46,7 +46,7 @@ def test_overwrite_regenerates_into_an_existing_study(tmp_path, generator):
                            module=True)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (out / "phase_c").iterdir()) == ["dose_2000"]
-    assert "[F] dose 2000" in result.stdout  # progress lines while it works
+    assert "start   F/dose_2000/dense/train" in result.stdout  # the runner's lines while it works
 
 
 @pytest.mark.parametrize("phases", ["X", "C,G", ""])
@@ -67,9 +67,11 @@ def test_the_data_first_then_the_models_then_the_reconstructions(tmp_path, gener
     assert first.returncode == 0, first.stderr
     assert {p.name for p in out.iterdir()} == {"phase_c", "phase_d", "study.json", "runner.toml"}
     config = tomllib.loads((out / "runner.toml").read_text())  # what the runner needs for E, F, G
-    assert config["phases"] == ["E", "F", "G"] and config["study_root"] == "."
-    assert config["train_args"][:4] == ["--preset", "tiny", "--seed", "42"]
-    assert config["recon_args"][:4] == ["--algorithm", "LSQML", "--num-epochs", "20"]
+    study, run = config["study"], config["run"]  # the study's settings, and how to run its jobs
+    assert study["phases"] == ["E", "F", "G"] and study["study_root"] == "."
+    assert study["train_args"][:4] == ["--preset", "tiny", "--seed", "42"]
+    assert study["recon_args"][:4] == ["--algorithm", "LSQML", "--num-epochs", "20"]
+    assert run == {"jobs_per_gpu": {"E": 1, "F": 2, "G": 4}}
     data = out / "phase_c/dose_1000/patched_train.npz"
     before = (data.stat().st_ino, data.stat().st_mtime_ns)
     _assert_usage_error(generator("--out", str(out), "--preset", "demo", "--phases", "E"), "give the same --preset")

@@ -49,7 +49,8 @@ def test_the_report_of_the_tiny_study_holds_every_condition_model_and_metric(tin
     assert len(rows) == 12 * 4 * len(METRICS) and {r["metric"] for r in rows} == METRICS  # 3 arms + the floor
     assert {r["model"] for r in rows} == {"PtychoPINN", "Baseline", "PtyChi", "FlatFloor"}
     assert {p.name for p in (out / "plots").glob("*.png")} == {f"{m}.png" for m in METRICS} | {"montage.png"} | {
-        f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")}  # one FRC plot per arm
+        f"montage_frc_{m}.png" for m in ("ptychopinn", "baseline", "ptychi")} | {  # one FRC plot per arm
+        "training_curves.png"}  # the generator's trainings are in the study's ledger
     assert "dose_100000/dense/test" in (out / "report.html").read_text()  # the montage's default condition
     headline = result.stdout.splitlines()[:8]
     assert headline[0].startswith("MS-SSIM phase by dose, view and model")

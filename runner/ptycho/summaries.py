@@ -2,7 +2,7 @@
 
 Its post-Phase-G chain (summariser, delta highlights, metrics report and digest, MS-SSIM grid,
 highlights checker, artifact verifier) reads the artifact root, which it calls `<hub>/analysis`.
-Besides `comparison_manifest.json` (runner.manifest, with the plan fields made here) it reads:
+Besides `comparison_manifest.json` (manifests.py) it reads:
   metrics_summary.json                  counts, per-job metric lists, aggregate means, Phase C compliance
   metrics_delta_summary.json            PtychoPINN's aggregate mean minus each other arm's
   metrics_delta_highlights.txt          the same deltas, four fixed-format lines
@@ -17,44 +17,17 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from runner.manifest import write_atomic
+from runner.files import write_atomic
 from runner.npzmeta import NpzEntryError, read_npz_string
-from runner.report_format import mean, model_order
-from runner.study import FLOOR_MODEL, OTHER_ARMS, PINN, SPLITS
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from runner.config import Settings
-    from runner.jobs import Job
+from runner.ptycho import layout as files
+from runner.ptycho.arms import FLOOR_MODEL, OTHER_ARMS, PINN
+from runner.ptycho.layout import SPLITS, Layout
+from runner.ptycho.report.format import mean, model_order
 
 CANONICAL_TOOL = "transpose_rename_convert"  # the Phase C canonicalisation PtychoPINN requires
 # Highlight lines in PtychoPINN's order: (metric, label, decimals) x other arm.
 HIGHLIGHTS = (("ms_ssim", "MS-SSIM", 3), ("mae", "MAE", 6))
 LABEL_WIDTH = 35
-SUMMARY = "metrics_summary.json"
-DELTA_SUMMARY = "metrics_delta_summary.json"
-HIGHLIGHTS_FILE = "metrics_delta_highlights.txt"
-PREVIEW_FILE = "metrics_delta_highlights_preview.txt"
-
-
-# --- comparison_manifest.json: the plan fields --------------------------------------------------
-
-def _filter(given: tuple) -> object:
-    """A run filter as the reference wrote it: null when none was given, the value when one was,
-    the list when several were."""
-    if not given:
-        return None
-    return given[0] if len(given) == 1 else list(given)
-
-
-def plan_fields(settings: Settings, jobs: list[Job]) -> dict:
-    """`filters`, `phase_c_root` and `jobs[]` (one per planned job, the reference's fields)."""
-    from runner.study import comparison_inputs
-
-    return {"filters": {"dose": _filter(settings.doses), "view": _filter(settings.views),
-                        "split": _filter(settings.splits)},
-            "phase_c_root": str(settings.phase_c_root),
-            "jobs": [{**job.condition, **comparison_inputs(settings, job)} for job in jobs]}
 
 
 # --- metrics_summary.json ------------------------------------------------------------------------
@@ -131,12 +104,9 @@ def npz_compliance(path: Path, hub: Path) -> dict:
             "data_transformations": tools}
 
 
-def phase_c_compliance(phase_c_root: Path | None, doses: list[int], hub: Path) -> dict:
+def phase_c_compliance(where: Layout, doses: list[int]) -> dict:
     """`dose_<D>` -> split -> compliance of `phase_c/dose_D/patched_{split}.npz`."""
-    if phase_c_root is None:
-        return {"error": "the Phase C folder is not known (no comparison_manifest.json from `runner run`)"}
-    return {f"dose_{dose}": {split: npz_compliance(phase_c_root / f"dose_{dose}" / f"patched_{split}.npz", hub)
-                             for split in SPLITS}
+    return {f"dose_{dose}": {split: npz_compliance(Path(where.patched(dose, split)), where.hub) for split in SPLITS}
             for dose in sorted(set(doses))}
 
 
@@ -155,7 +125,7 @@ def latest_plan(snapshot: dict) -> list[dict]:
     return [c for c in snapshot["conditions"] if c["last_run_id"] == latest]
 
 
-def metrics_summary(snapshot: dict, phase_c_root: Path | None, hub: Path) -> dict:
+def metrics_summary(snapshot: dict, where: Layout) -> dict:
     """PtychoPINN's metrics summary of the latest run's conditions: the succeeded ones are
     summarised, every other one is counted in n_failed (and listed in `not_succeeded`)."""
     conditions = latest_plan(snapshot)
@@ -166,7 +136,7 @@ def metrics_summary(snapshot: dict, phase_c_root: Path | None, hub: Path) -> dic
             for c in conditions if c["state"] == "succeeded"]
     return {"n_jobs": len(conditions), "n_success": len(jobs), "n_failed": len(conditions) - len(jobs),
             "jobs": jobs, "aggregate_metrics": aggregate_metrics(jobs),
-            "phase_c_metadata_compliance": phase_c_compliance(phase_c_root, [c["dose"] for c in conditions], hub),
+            "phase_c_metadata_compliance": phase_c_compliance(where, [c["dose"] for c in conditions]),
             "not_succeeded": [_problem(c) for c in conditions if c["state"] != "succeeded"],
             "generated_at": utc_stamp(), "source": "runner ledger"}
 
@@ -213,28 +183,12 @@ def highlights(deltas: dict) -> tuple[str, str]:
 
 # --- writing -------------------------------------------------------------------------------------
 
-def artifact_root_of(snapshot: dict) -> Path | None:
-    """The Phase G artifact root of the latest run: its jobs' output folders are root/dose_D/view/split."""
-    conditions = latest_plan(snapshot) or snapshot["conditions"]
-    return Path(conditions[0]["output_dir"]).parents[2] if conditions else None
-
-
-def phase_c_root_of(artifact_root: Path) -> Path | None:
-    """The Phase C folder the latest run recorded in its comparison_manifest.json."""
-    try:
-        manifest = json.loads((artifact_root / "comparison_manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    root = manifest.get("phase_c_root") if isinstance(manifest, dict) else None
-    return Path(root) if isinstance(root, str) and root else None
-
-
-def write_files(artifact_root: Path, snapshot: dict, phase_c_root: Path | None) -> list[Path]:
+def write_files(where: Layout, snapshot: dict) -> list[Path]:
     """metrics_summary.json, metrics_delta_summary.json and both highlight files."""
-    hub = artifact_root.parent
-    summary = metrics_summary(snapshot, phase_c_root, hub)
-    paths = [artifact_root / name for name in (SUMMARY, DELTA_SUMMARY, HIGHLIGHTS_FILE, PREVIEW_FILE)]
-    deltas = delta_summary(summary["aggregate_metrics"], _shown(paths[0], hub))
+    summary = metrics_summary(snapshot, where)
+    paths = [where.artifact(name) for name in (files.METRICS_SUMMARY, files.DELTA_SUMMARY, files.HIGHLIGHTS,
+                                               files.HIGHLIGHTS_PREVIEW)]
+    deltas = delta_summary(summary["aggregate_metrics"], _shown(paths[0], where.hub))
     text, preview = highlights(deltas)
     for path, content in zip(paths, (json.dumps(summary, indent=2) + "\n", json.dumps(deltas, indent=2) + "\n",
                                      text, preview)):
@@ -242,17 +196,7 @@ def write_files(artifact_root: Path, snapshot: dict, phase_c_root: Path | None) 
     return paths
 
 
-def write_run_files(settings: Settings, jobs: list[Job], results: list[dict]) -> Path:
-    """Everything a run leaves in the artifact root for PtychoPINN's tools; returns the manifest."""
-    from runner import manifest
-    from runner.report import read_ledger
-
-    path = manifest.write_results(settings.artifact_root, results, plan_fields(settings, jobs))
-    write_files(settings.artifact_root, read_ledger(settings.ledger), settings.phase_c_root)
-    return path
-
-
-def report_summary(summary: dict, snapshot: dict, phase_c_root: Path | None, hub: Path) -> dict:
+def report_summary(summary: dict, snapshot: dict, where: Layout) -> dict:
     """The report's metrics_summary.json: PtychoPINN's fields first, with their meaning (`metrics`
     a list; n_success counts the conditions whose latest attempt succeeded, n_failed every other
     one), then the report's own fields (`metrics_by_model`, `aggregate`, `deltas`, ...)."""
@@ -264,6 +208,5 @@ def report_summary(summary: dict, snapshot: dict, phase_c_root: Path | None, hub
             for job in summary["jobs"]]
     first = {"n_jobs": summary["n_jobs"], "n_success": summary["n_success"], "n_failed": summary["n_failed"],
              "jobs": jobs, "aggregate_metrics": aggregate_metrics(jobs),
-             "phase_c_metadata_compliance": phase_c_compliance(
-                 phase_c_root, [c["dose"] for c in snapshot["conditions"]], hub)}
+             "phase_c_metadata_compliance": phase_c_compliance(where, [c["dose"] for c in snapshot["conditions"]])}
     return {**first, **{k: v for k, v in summary.items() if k not in first}}

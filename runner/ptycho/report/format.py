@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from statistics import fmean
 
-from runner.study import EXPECTED_MODELS
+from runner.ptycho.arms import EXPECTED_MODELS
 
 COMPONENTS = ("amplitude", "phase")
 

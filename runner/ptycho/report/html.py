@@ -8,8 +8,8 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.report_format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt, headline,
-                                  model_order, seconds, short)
+from runner.ptycho.report.format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt,
+                                        headline, model_order, seconds, short)
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
