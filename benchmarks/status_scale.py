@@ -26,11 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, machine, make_tree, measure, median, runner_cmd, runner_env  # noqa: E402
-from runner.config import build_settings  # noqa: E402
+from runner.app import planned  # noqa: E402
+from runner.config import load  # noqa: E402
 from runner.jobs import AttemptStart, FailureClass, Outcome  # noqa: E402
 from runner.ledger import Ledger  # noqa: E402
+from runner.ptycho import STUDY  # noqa: E402
 from runner.results import MetricRow  # noqa: E402
-from runner.study import plan  # noqa: E402
 
 FLAGS = ["--compare-cmd", "true", "--success", "exit-code", "--gpus", "none", "--max-parallel", "4"]
 METRICS = tuple(MetricRow(model, metric, 0.5, 0.4, None) for model in ("PtychoPINN", "Baseline", "PtyChi")
@@ -38,19 +39,20 @@ METRICS = tuple(MetricRow(model, metric, 0.5, 0.4, None) for model in ("PtychoPI
 
 
 async def fill(ledger_path: Path, study: Path, runs: int, seed: int) -> None:
-    settings = build_settings({"study_root": str(study), "compare_cmd": "true", "success": "exit-code",
-                               "gpus": "none"})
-    jobs = plan(settings)
+    _, settings = load({"study_root": str(study), "compare_cmd": "true", "success": "exit-code", "gpus": "none"},
+                       STUDY, Path.cwd())
+    jobs = planned(STUDY, settings)
     rng = random.Random(seed)
-    ledger = await Ledger.open(ledger_path)
+    ledger = await Ledger.open(ledger_path, STUDY.views)
     try:
         for run in range(1, runs + 1):
-            run_id = await ledger.begin_run("bench", "bench", 1, ["runner", "run"], "bench", None, [])
-            rows = await ledger.sync_jobs(jobs, run_id)
+            run_id = await ledger.begin_run("bench", "bench", 1, ["runner", "run"], "bench", None, [],
+                                            STUDY.describe(settings))
+            rows = await ledger.sync_jobs(jobs, run_id, STUDY.kinds)
             last = run == runs
 
             async def one(job):
-                job_id = rows[job.key][0]
+                job_id = rows[job.key].job_id
                 attempt = await ledger.start_attempt(
                     AttemptStart(job_id, job.key, run_id, job.argv, job.fingerprint, "cpu0", "", None,
                                  f"{run}-{job_id}", "local"),

@@ -25,8 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import REPO, machine, median  # noqa: E402
-from runner.config import build_settings  # noqa: E402
-from runner.study import plan  # noqa: E402
+from runner.app import planned  # noqa: E402
+from runner.config import load  # noqa: E402
+from runner.ptycho import STUDY  # noqa: E402
 
 
 def gpu_available() -> bool:
@@ -44,8 +45,8 @@ def generate(out: Path, preset: str, device: str) -> None:
 
 def compare(study: Path, artifacts: Path, conditions: int, device: str) -> list[float]:
     """Wall seconds of each of the first `conditions` comparisons of the plan on `device`."""
-    jobs = [j for j in plan(build_settings({"study_root": str(study), "artifact_root": str(artifacts)}))
-            if not j.blocked_reason][:conditions]
+    _, settings = load({"study_root": str(study), "artifact_root": str(artifacts)}, STUDY, Path.cwd())
+    jobs = [j for j in planned(STUDY, settings) if not j.blocked_reason][:conditions]
     cores = len(os.sched_getaffinity(0))
     # As the runner launches a job alone on the machine: every core, and no GPU for a CPU job.
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="0" if device == "cuda" else "", PYTHONUNBUFFERED="1",

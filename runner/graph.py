@@ -2,7 +2,7 @@
 first, and which jobs cannot run because a job they need cannot succeed.
 
 Launch order is by critical path: a job's expected duration plus the longest chain of jobs
-waiting behind it, so that the long chains (a training, then the jobs that read its model) start
+waiting behind it, so that the long chains (a long job, then the jobs that read what it made) start
 first and the short jobs fill the slots at the end.
 """
 

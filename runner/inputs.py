@@ -49,8 +49,9 @@ def _problem(item: Input) -> str | None:
 
 
 class InputFiles:
-    """The input files as they are now, each path looked up once: many jobs share an input (a
-    model folder serves several comparisons), and thousands of jobs are planned at once."""
+    """The input files as they are now, each path looked up once: many jobs share an
+    input (one job's output folder is read by several others), and thousands of jobs are planned
+    at once."""
 
     def __init__(self) -> None:
         self._signatures: dict[str, list[list]] = {}

@@ -139,7 +139,7 @@ class Job:
     """One unit of work: everything the engine needs to run it, to judge the result and to know
     when it must run again."""
 
-    key: str  # unique, human-readable, e.g. "dose_1000/dense/train"
+    key: str  # unique and human-readable
     argv: tuple[str, ...]
     cwd: Path
     output_dir: Path  # the job's own folder: its logs go in output_dir/logs

@@ -1,7 +1,7 @@
 """Read one string or number of an NPZ file without numpy and without ever unpickling.
 
-Phase D stores its metadata as a JSON string under the key `_metadata`; Phase F stores its time
-and cost history as numbers. The runner must not import numpy, so this parses the .npy header
+Studies store metadata as a JSON string under a key such as `_metadata`, and results (a time, a
+cost history) as numbers. The runner must not import numpy, so this parses the .npy header
 itself; an object (pickled) array is refused.
 """
 

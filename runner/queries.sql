@@ -80,7 +80,7 @@ WHERE attempt_id = :attempt_id;
 UPDATE attempts SET state = 'superseded' WHERE job_id = :job_id AND state = 'succeeded';
 
 -- name: insert_metric
--- One row of a succeeded attempt's comparison_metrics.csv.
+-- One row of a succeeded attempt's metrics (its metrics table, or its result file's numbers).
 INSERT INTO metrics (attempt_id, model, metric, amplitude, phase, value)
 VALUES (:attempt_id, :model, :metric, :amplitude, :phase, :value);
 

@@ -100,5 +100,5 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, PlannedRow], f
 
 
 def _outputs_gone(job: Job) -> bool:
-    """A success whose files (a model, a reconstruction) were removed since stands for nothing."""
+    """A success whose files were removed since stands for nothing."""
     return isinstance(job.check, OutputsCheck) and not all(f.is_file() for f in job.check.files)

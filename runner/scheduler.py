@@ -162,7 +162,7 @@ class Scheduler:
         try:
             while True:
                 # Strictly in launch order: the first ready job waits for room rather than being
-                # overtaken for ever by cheaper ones (a training that needs a whole GPU).
+                # overtaken for ever by cheaper ones (a job that needs a whole GPU).
                 while self._ready and not self._stop.is_set():
                     queued = self._ready[0][1]
                     cost = self.pool.cost(queued.job.kind)

@@ -3,11 +3,11 @@
 A slot is one seat on one device; a device has `jobs_per_gpu` seats. The pool hands out a free
 seat and takes it back, so no device ever runs more jobs than it has seats.
 
-Phases may share a GPU differently (`jobs_per_gpu = {E = 1, F = 2, G = 4}`: a training takes a
-whole GPU, four comparisons share one). A device then has as many seats as the least common
-multiple of those numbers, and a job of a phase that allows n per GPU takes seats / n of them,
-all on one device: never more of a phase on a device than it allows, and never more work than
-the device holds.
+Kinds of job may share a GPU differently (`jobs_per_gpu = {E = 1, F = 2, G = 4}`: a job of kind E
+takes a whole GPU, four of kind G share one). A device then has as many seats as the least common
+multiple of those numbers, and a job of a kind that allows n per GPU takes seats / n of them, all
+on one device: never more of a kind on a device than it allows, and never more work than the
+device holds.
 """
 
 from __future__ import annotations
@@ -92,31 +92,31 @@ def _with_uuids(tokens: list[str]) -> list[Device]:
 
 
 def seats_per_gpu(jobs_per_gpu: dict[str, int]) -> int:
-    """Seats of one device: enough for every phase's share to be a whole number of seats."""
+    """Seats of one device: enough for every kind's share to be a whole number of seats."""
     return math.lcm(*jobs_per_gpu.values()) if jobs_per_gpu else 1
 
 
 def seat_costs(jobs_per_gpu: dict[str, int], on_gpu: bool) -> dict[str, int]:
-    """Per phase, the seats one of its jobs takes (on the CPU one each: the threads are shared)."""
+    """Per kind of job, the seats one of its jobs takes (on the CPU one each: the threads are shared)."""
     seats = seats_per_gpu(jobs_per_gpu)
-    return {phase: seats // n if on_gpu else 1 for phase, n in jobs_per_gpu.items()}
+    return {kind: seats // n if on_gpu else 1 for kind, n in jobs_per_gpu.items()}
 
 
 def build_slots(devices: list[Device], jobs_per_gpu: int | dict[str, int], max_parallel: int | None) -> list[Slot]:
     """Seats for every device, or CPU seats when there is no GPU. max_parallel caps the total
-    when every job takes one seat; with phases of different weights the pool caps the jobs."""
-    per_phase = jobs_per_gpu if isinstance(jobs_per_gpu, dict) else {"": jobs_per_gpu}
+    when every job takes one seat; with kinds of different weights the pool caps the jobs."""
+    per_kind = jobs_per_gpu if isinstance(jobs_per_gpu, dict) else {"": jobs_per_gpu}
     if devices:
-        seats = seats_per_gpu(per_phase)
+        seats = seats_per_gpu(per_kind)
         slots = [Slot(f"gpu{d.visible_id}.{seat}" if len(d.visible_id) < 8 else f"{d.visible_id[:12]}.{seat}", d)
                  for seat in range(seats) for d in devices]
-        uniform = len(set(per_phase.values())) == 1
+        uniform = len(set(per_kind.values())) == 1
         return slots[:max_parallel] if max_parallel and uniform else slots
     return [Slot(f"cpu{i}", Device("")) for i in range(max_parallel or 1)]
 
 
 class SlotPool:
-    """Free seats; a job takes as many as its phase costs, all on one device, and gives them back
+    """Free seats; a job takes as many as its kind costs, all on one device, and gives them back
     when its attempt ends. `max_jobs` caps the jobs running at once."""
 
     def __init__(self, slots: list[Slot], costs: dict[str, int] | None = None,
@@ -127,11 +127,11 @@ class SlotPool:
         self._free = list(slots)  # seat 0 of every device first: spread jobs over devices
         self._held: dict[Slot, list[Slot]] = {}  # the seats each running job holds, by its first
 
-    def cost(self, phase: str) -> int:
-        return self.costs.get(phase, 1)
+    def cost(self, kind: str) -> int:
+        return self.costs.get(kind, 1)
 
     def most_jobs(self) -> int:
-        """How many jobs can run at once (the cheapest phase's jobs filling every seat)."""
+        """How many jobs can run at once (the cheapest kind's jobs filling every seat)."""
         cheapest = min(self.costs.values(), default=1)
         return min(len(self.slots) // cheapest or 1, self.max_jobs or len(self.slots))
 

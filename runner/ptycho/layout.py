@@ -38,6 +38,13 @@ METRICS_SUMMARY = "metrics_summary.json"
 DELTA_SUMMARY = "metrics_delta_summary.json"
 HIGHLIGHTS = "metrics_delta_highlights.txt"
 HIGHLIGHTS_PREVIEW = "metrics_delta_highlights_preview.txt"
+# The report's files, in its folder (`runner report --out`, default report/ beside the ledger).
+REPORT_SUMMARY = METRICS_SUMMARY  # PtychoPINN's fields first, then the report's own
+REPORT_DELTAS = "deltas.txt"
+STUDY_TABLE = "study_table.csv"
+PHASE_SUMMARY = "phase_summary.json"
+REPORT_PAGE = "report.html"
+PLOTS = "plots"
 
 DOSE_DIR = re.compile(r"^dose_(\d+)$")
 

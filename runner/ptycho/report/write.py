@@ -10,7 +10,7 @@ from pathlib import Path
 
 from runner.files import write_atomic
 from runner.ptycho import summaries
-from runner.ptycho.layout import ALIGNED_FILE
+from runner.ptycho import layout as files
 from runner.ptycho.report import snapshot as ledger_snapshot
 from runner.ptycho.report.build import build, montage_condition, phase_sections
 from runner.ptycho.report.html import render_html
@@ -58,30 +58,30 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     except OSError as exc:
         refresh_problem = (f"PtychoPINN's metrics files in {where.artifacts} were not refreshed "
                            f"({exc.strerror or exc})")
-    files_summary, files_deltas = out / "metrics_summary.json", out / "deltas.txt"
+    files_summary, files_deltas = out / files.REPORT_SUMMARY, out / files.REPORT_DELTAS
     write_atomic(files_summary, json.dumps(summaries.report_summary(summary, snapshot, where), indent=2) + "\n")
     summary.update(phases)  # after metrics_summary.json: report_summary copies the summary's fields
     write_atomic(files_deltas, deltas_text(summary))
-    table = out / "study_table.csv"
+    table = out / files.STUDY_TABLE
     write_table(summary, table)
     shown = montage_condition(summary, condition)
-    montage = Path(where.comparison_dir(shown["dose"], shown["view"], shown["split"])) / ALIGNED_FILE
-    plots, problem = draw_plots(table, montage, shown["key"], out / "plots", python, CHECKOUT)
-    curves, curves_problem = draw_training_curves(phases["training"], where.study_root, out / "plots", python,
+    montage = Path(where.comparison_dir(shown["dose"], shown["view"], shown["split"])) / files.ALIGNED_FILE
+    plots, problem = draw_plots(table, montage, shown["key"], out / files.PLOTS, python, CHECKOUT)
+    curves, curves_problem = draw_training_curves(phases["training"], where.study_root, out / files.PLOTS, python,
                                                   CHECKOUT)
     phase_file = None
     if any(phases.values()):  # a ledger of comparisons alone gets exactly the files it always got
-        phase_file = out / "phase_summary.json"
+        phase_file = out / files.PHASE_SUMMARY
         write_atomic(phase_file, json.dumps({"generated_at": summary["generated_at"], "ledger": str(ledger),
                                              **phases, "training_curves": curves and str(curves)},
                                             indent=2) + "\n")
-    html = out / "report.html"
+    html = out / files.REPORT_PAGE
     write_atomic(html, render_html(summary, plots, problem, shown["key"], curves, curves_problem))
     return summary, Files(files_summary, files_deltas, table, html, plots, problem, refresh_problem,
                           phase_file, curves, curves_problem)
 
 
-def lines(summary: dict, files: Files, out: Path) -> list[str]:
+def lines(summary: dict, written: Files, out: Path) -> list[str]:
     """What `runner report` prints: the headline, the counts, each problem, where the files are."""
     shown = [headline_text(summary),
              f"{summary['n_reported']} of {summary['n_jobs']} conditions reported, "
@@ -89,9 +89,10 @@ def lines(summary: dict, files: Files, out: Path) -> list[str]:
     for problem in summary["problems"]:
         shown.append(f"  {problem['key']}: {problem['state']} ({problem['failure_class']}) "
                      f"{problem['log_path'] or problem['detail'] or ''}")
-    shown.append(f"report: {files.html}")
-    shown.append(f"also: {files.summary}, {files.table}, {files.deltas}, {len(files.plots)} plots in {out / 'plots'}")
+    shown.append(f"report: {written.html}")
+    shown.append(f"also: {written.summary}, {written.table}, {written.deltas}, {len(written.plots)} plots in "
+                 f"{out / files.PLOTS}")
     phases = phase_text(summary)
     if phases:  # only ledgers with trainings or reconstructions
-        shown += [phases, f"trainings and reconstructions: {files.phase_summary}"]
+        shown += [phases, f"trainings and reconstructions: {written.phase_summary}"]
     return shown
