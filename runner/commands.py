@@ -1,10 +1,9 @@
-"""What the planner reads from a job's command line, for every phase: the script file it runs
-(editing the script reruns its jobs), the value a flag takes, and the fingerprint of a job."""
+"""What a study reads from a command line: the script file it runs (its hash goes into the
+fingerprints of its jobs, so editing the script reruns them) and the value a flag takes."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 
@@ -27,11 +26,6 @@ def script_hash(cmd: tuple[str, ...], workdir: Path) -> str:
     """The hash of the script a command runs, or '' when it runs none we can find."""
     script = script_of(cmd, workdir)
     return hashlib.sha256(script.read_bytes()).hexdigest() if script else ""
-
-
-def fingerprint(*identity: object) -> str:
-    """The hash of what makes a job's result what it is (argv, input files, script, ...)."""
-    return hashlib.sha256(json.dumps(list(identity)).encode()).hexdigest()
 
 
 def flag_value(argv: tuple[str, ...] | list[str], flag: str) -> str | None:

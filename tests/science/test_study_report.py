@@ -85,9 +85,10 @@ def test_the_report_page_loads_without_errors_in_headless_chromium(tiny_report, 
         browser.close()
     assert errors == []
     assert all(url.startswith(("file:", "data:")) for url in requests)  # self-contained: no network
-    # Every plot is on the page: 7 metrics, the montage and one FRC plot per arm.
+    # Every plot is on the page: 7 metrics, the montage, one FRC plot per arm and the training
+    # curves (the generator's trainings are in the study's ledger).
     plots = sorted((study / "analysis/report/plots").glob("*.png"))
-    assert len(plots) == 11 and len([p for p in plots if p.name.startswith("montage_frc_")]) == 3
+    assert len(plots) == 12 and len([p for p in plots if p.name.startswith("montage_frc_")]) == 3
     assert len(images) == len(plots) and all(images)
     assert tables >= 5
     shot = Image.open(tmp_path / "report.png").convert("L")
