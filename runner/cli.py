@@ -91,7 +91,7 @@ def build_parser(study: Study | None = None) -> argparse.ArgumentParser:
     cluster.add_argument("--account", help="sbatch --account")
     cluster.add_argument("--cpus-per-task", type=int, help="sbatch --cpus-per-task (also OMP_NUM_THREADS)")
     cluster.add_argument("--mem", help="sbatch --mem (e.g. 16G)")
-    cluster.add_argument("--sbatch-arg", action="append", dest="sbatch_args",
+    cluster.add_argument("--sbatch-arg", action="append", dest="sbatch_args", metavar="ARG",
                          help="extra sbatch option (repeatable; write --sbatch-arg=--qos=high)")
     cluster.add_argument("--on-interrupt", help="on Ctrl-C/SIGTERM: cancel (default) the SLURM jobs, or leave them "
                                                 "running for the next run to re-attach")

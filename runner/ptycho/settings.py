@@ -90,14 +90,14 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     cmd.add_argument("--compare-cmd", help="command prefix, split like a shell would "
                                            "(default: python -m scripts.compare_models)")
     cmd.add_argument("--workdir", help="working directory of each job (default: current folder)")
-    cmd.add_argument("--compare-arg", action="append", dest="compare_args",
+    cmd.add_argument("--compare-arg", action="append", dest="compare_args", metavar="ARG",
                      help="extra argument for every comparison (repeatable)")
     cmd.add_argument("--train-cmd", help="Phase E command prefix (default: python scripts/train_model.py); "
                                          "PtychoPINN's training flags follow it")
-    cmd.add_argument("--train-arg", action="append", dest="train_args",
+    cmd.add_argument("--train-arg", action="append", dest="train_args", metavar="ARG",
                      help="extra argument for every training (repeatable)")
     cmd.add_argument("--recon-cmd", help="Phase F command prefix (default: python scripts/reconstruct_ptychi.py)")
-    cmd.add_argument("--recon-arg", action="append", dest="recon_args",
+    cmd.add_argument("--recon-arg", action="append", dest="recon_args", metavar="ARG",
                      help="extra argument for every reconstruction (repeatable)")
     cmd.add_argument("--test-data", action="append",
                      help="phase_c or phase_d, or VIEW=SOURCE: where each view's test NPZ comes from")
