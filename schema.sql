@@ -141,27 +141,32 @@ CREATE TABLE kinds (
     title   TEXT NOT NULL       -- the heading `status` gives its jobs
 );
 
-CREATE VIEW condition_grid AS
-SELECT json_extract(j.labels, '$.phase') AS phase, json_extract(j.labels, '$.dose') AS dose,
-       COALESCE(json_extract(j.labels, '$.view'), json_extract(j.labels, '$.model')) AS view,
-       json_extract(j.labels, '$.split') AS split, j.state,
-       (SELECT COUNT(*) FROM attempts c WHERE c.job_id = j.job_id) AS n_attempts,
-       a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code,
-       a.failure_class,
+CREATE VIEW job_grid AS
+SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reason,
+       a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code, a.failure_class,
        CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
-       a.stdout_log, a.stderr_log,
-       json_extract(j.labels, '$.selection_strategy') AS selection_strategy,
-       json_extract(j.labels, '$.acceptance_rate') AS acceptance_rate,
-       json_extract(j.labels, '$.spacing_threshold') AS spacing_threshold,
-       json_extract(j.labels, '$.n_accepted') AS n_accepted,
-       json_extract(j.labels, '$.n_rejected') AS n_rejected,
-       j.key, j.job_id, j.plan_order,
-       a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
+       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
-                          ORDER BY m.number DESC LIMIT 1)
-ORDER BY j.plan_order;
+                          ORDER BY m.number DESC LIMIT 1);
+
+CREATE VIEW condition_grid AS
+SELECT json_extract(g.labels, '$.phase') AS phase, json_extract(g.labels, '$.dose') AS dose,
+       COALESCE(json_extract(g.labels, '$.view'), json_extract(g.labels, '$.model')) AS view,
+       json_extract(g.labels, '$.split') AS split, g.state,
+       (SELECT COUNT(*) FROM attempts c WHERE c.job_id = g.job_id) AS n_attempts,
+       g.latest_attempt, g.device, g.started_at, g.duration_s, g.exit_code, g.failure_class, g.detail,
+       g.stdout_log, g.stderr_log,
+       json_extract(g.labels, '$.selection_strategy') AS selection_strategy,
+       json_extract(g.labels, '$.acceptance_rate') AS acceptance_rate,
+       json_extract(g.labels, '$.spacing_threshold') AS spacing_threshold,
+       json_extract(g.labels, '$.n_accepted') AS n_accepted,
+       json_extract(g.labels, '$.n_rejected') AS n_rejected,
+       g.key, g.job_id, g.plan_order,
+       g.backend, g.slurm_job_id, g.slurm_node, g.slurm_state, g.slurm_exit
+FROM job_grid g
+ORDER BY g.plan_order;
 
 CREATE VIEW failed_attempts AS
 SELECT json_extract(j.labels, '$.phase') AS phase, json_extract(j.labels, '$.dose') AS dose,

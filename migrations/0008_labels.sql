@@ -3,6 +3,8 @@
 -- migration. A job's phase becomes its kind (the engine's word: what shares a GPU, what
 -- `status` groups), whose headings the study records in `kinds`. A run records what its study
 -- said of itself (its folders), so readers find the study's files from the ledger alone.
+-- `job_grid` is every job with its latest attempt: what `status` shows and the study's views
+-- build on.
 --
 -- Until schema 7 the condition had columns of its own: dose, view (a training's model), split,
 -- and the Phase D metadata of the views. They move, row by row, into labels with the names the
@@ -57,3 +59,13 @@ CREATE TABLE kinds (
 );
 
 ALTER TABLE runs ADD COLUMN study TEXT;   -- JSON: what the study said of itself for this run
+
+CREATE VIEW job_grid AS
+SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reason,
+       a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code, a.failure_class,
+       CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
+       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
+FROM jobs j
+LEFT JOIN attempts a
+       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
+                          ORDER BY m.number DESC LIMIT 1);

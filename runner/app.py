@@ -101,9 +101,10 @@ def dry_run(settings: Settings, study: Study, study_settings: StudySettings) -> 
     ordered = jobs
     if settings.order is Order.LONGEST_FIRST:
         ordered = graph.launch_order(jobs, known_durations(settings.ledger), default_seconds(study))
-    written = [files.write_job_graph(study_settings.artifact_root, ordered)] if files.is_graph(jobs) else []
+    is_graph = files.is_graph(jobs)
+    written = [files.write_job_graph(study_settings.artifact_root, ordered)] if is_graph else []
     written += study.write_plan(study_settings, ordered)
-    return DryRun(ordered, written, files.is_graph(jobs))
+    return DryRun(ordered, written, is_graph)
 
 
 def known_durations(ledger: Path) -> dict[str, float]:
@@ -216,7 +217,7 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
             progress.message(f"blocked {job.key}: {job.blocked_reason}")
         work = [(item.job, item.job_id) for item in selection.to_run]
         if settings.order is Order.LONGEST_FIRST and len(work) > 1:
-            ids = dict((job.key, job_id) for job, job_id in work)
+            ids = {job.key: job_id for job, job_id in work}
             ordered = graph.launch_order([job for job, _ in work], await ledger.expected_durations(),
                                          default_seconds(study))
             work = [(job, ids[job.key]) for job in ordered]

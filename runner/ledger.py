@@ -303,8 +303,8 @@ def run_results(db: sqlite3.Connection, run_id: int) -> list[dict]:
     success, else its latest attempt: what the run's files report. For a reader's snapshot."""
     cursor = db.execute(QUERIES["run_results"], {"run_id": run_id})
     columns = [d[0] for d in cursor.description]
-    return [{**dict(zip(columns, row)), "labels": json.loads(row[columns.index("labels")])}
-            for row in cursor.fetchall()]
+    rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+    return [{**row, "labels": json.loads(row["labels"])} for row in rows]
 
 
 def _quietly(future: asyncio.Future) -> None:

@@ -126,34 +126,25 @@ ORDER BY j.plan_order;
 -- name: status_jobs
 -- One line per job for `runner status`, with its latest attempt (status.py adds a running job's
 -- time so far: the same CASE as in status_jobs_json would cost a third of this query).
-SELECT j.key, j.kind, j.state, a.number AS latest_attempt, a.device, a.started_at, a.duration_s,
-       a.exit_code, a.failure_class,
-       CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
-       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state
-FROM jobs j
-LEFT JOIN attempts a
-       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
-                          ORDER BY m.number DESC LIMIT 1)
-ORDER BY j.plan_order;
+SELECT key, kind, state, latest_attempt, device, started_at, duration_s, exit_code, failure_class,
+       detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
+FROM job_grid
+ORDER BY plan_order;
 
 -- name: status_jobs_json
 -- The rows of status_jobs as one JSON array, each job's labels beside them (json_set: a field of
 -- the engine wins over a label of the same name), built by SQLite (a running job's duration is its
 -- time so far): at 10,000 jobs, twice as fast as making Python objects and encoding them.
-SELECT json_group_array(json_set(j.labels,
-    '$.key', j.key, '$.kind', j.kind, '$.state', j.state, '$.latest_attempt', a.number,
-    '$.device', a.device, '$.started_at', a.started_at,
-    '$.duration_s', CASE WHEN j.state = 'running' AND a.started_at IS NOT NULL
-                         THEN ROUND((julianday('now') - julianday(a.started_at)) * 86400.0, 1)
-                         ELSE a.duration_s END,
-    '$.exit_code', a.exit_code, '$.failure_class', a.failure_class,
-    '$.detail', CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END,
-    '$.stdout_log', a.stdout_log, '$.stderr_log', a.stderr_log, '$.backend', a.backend,
-    '$.slurm_job_id', a.slurm_job_id, '$.slurm_node', a.slurm_node, '$.slurm_state', a.slurm_state))
-FROM (SELECT * FROM jobs ORDER BY plan_order) j
-LEFT JOIN attempts a
-       ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
-                          ORDER BY m.number DESC LIMIT 1);
+SELECT json_group_array(json_set(labels,
+    '$.key', key, '$.kind', kind, '$.state', state, '$.latest_attempt', latest_attempt,
+    '$.device', device, '$.started_at', started_at,
+    '$.duration_s', CASE WHEN state = 'running' AND started_at IS NOT NULL
+                         THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
+                         ELSE duration_s END,
+    '$.exit_code', exit_code, '$.failure_class', failure_class, '$.detail', detail,
+    '$.stdout_log', stdout_log, '$.stderr_log', stderr_log, '$.backend', backend,
+    '$.slurm_job_id', slurm_job_id, '$.slurm_node', slurm_node, '$.slurm_state', slurm_state))
+FROM (SELECT * FROM job_grid ORDER BY plan_order);
 
 -- name: kind_titles
 -- The heading of each kind of job (status).

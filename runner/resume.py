@@ -61,13 +61,14 @@ async def select(ledger: Ledger, jobs: list[Job], rows: dict[str, PlannedRow], f
                  only_failed: bool, following: frozenset[str] = frozenset()) -> Selection:
     """`jobs` in the plan's order, where every job comes after what it needs; `following`: keys of
     jobs whose attempt still runs on the cluster (never launched twice)."""
-    blocked = {job.key: job.blocked_reason for job in jobs if job.blocked_reason and job.key not in following}
+    # Blocked by a missing input of its own, in plan order; then every job behind one of them.
+    own = {job.key: job.blocked_reason for job in jobs if job.blocked_reason and job.key not in following}
+    blocked = dict(own)
     behind = graph.dependents(jobs)
-    for job in jobs:
-        if job.key in blocked and blocked[job.key] == job.blocked_reason:  # blocked by its own input
-            for waiting, reason in graph.spread_block(job.key, f"is blocked ({job.blocked_reason})", behind,
-                                                      lambda k: k not in blocked and k not in following):
-                blocked[waiting] = reason
+    for key, reason in own.items():
+        for waiting, why in graph.spread_block(key, f"is blocked ({reason})", behind,
+                                               lambda k: k not in blocked and k not in following):
+            blocked[waiting] = why
     to_run, skipped, held = [], [], []
     changes: list[tuple[int, JobState, str | None]] = []  # recorded together, in one event
     will_run = set(following)  # keys whose outputs this run (re)makes

@@ -261,8 +261,7 @@ class Scheduler:
             if decision.final:
                 self._block_behind(job.key, f"failed ({outcome.failure_class.value}); see {attempt.stderr_log}", slot)
             return  # otherwise (stopped) what waits stays pending for the next run
-        number = queued.tries + 1 if decision.action is Action.RETRY else queued.tries
-        self.on_event(Event(EventKind.RETRYING, job, number, slot, outcome))
+        self.on_event(Event(EventKind.RETRYING, job, decision.tries, slot, outcome))
         heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, decision.tries, decision.argv)))
 
     def _release(self, key: str, slot: Slot) -> None:

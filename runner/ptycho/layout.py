@@ -97,10 +97,9 @@ class Layout:
         return self.phase_e.parent
 
     # --- Phase C, D: the data ------------------------------------------------------------------
-    def dose_folders(self) -> list[tuple[int, str]]:
-        """(dose, folder name) of every dose_<int> folder of Phase C."""
-        return [(int(m.group(1)), p.name) for p in self.phase_c.iterdir()
-                if p.is_dir() and (m := DOSE_DIR.match(p.name))]
+    def doses(self) -> list[int]:
+        """The dose of every dose_<int> folder of Phase C, in the order the folder lists them."""
+        return [int(m.group(1)) for p in self.phase_c.iterdir() if p.is_dir() and (m := DOSE_DIR.match(p.name))]
 
     def patched(self, dose: int, split: str) -> str:
         return f"{self.phase_c}/dose_{dose}/patched_{split}.npz"

@@ -157,14 +157,15 @@ def write_reconstruction_manifest(settings: StudySettings, jobs: list[Job], resu
             continue
         found = numbers.get(job.key, {})
         succeeded = result["state"] == "succeeded"
-        algorithm = algorithm or flag_value(job.argv, "--algorithm") or "LSQML"
+        job_algorithm = flag_value(job.argv, "--algorithm") or "LSQML"
+        algorithm = algorithm or job_algorithm
         key = tuple(job.labels[name] for name in CONDITION)
         phase_d = {name: value for name, value in job.labels.items() if name not in ("phase", *CONDITION)}
         entry = {**condition(job.labels),
                  "output_dir": os.path.relpath(job.check.files[0].parent, settings.layout.phase_f),
                  "status": "success" if succeeded else result["state"],
                  "returncode": 0 if succeeded else result["exit_code"],
-                 "algorithm": flag_value(job.argv, "--algorithm") or "LSQML",
+                 "algorithm": job_algorithm,
                  "n_positions": phase_d.get("n_accepted"),
                  "computation_time_s": found.get("computation_time_s"), "final_cost": found.get("final_cost"),
                  **phase_d}

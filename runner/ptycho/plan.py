@@ -29,7 +29,7 @@ INT64 = 1 << 63  # SQLite's INTEGER range
 
 
 def discover_doses(where: Layout) -> list[int]:
-    doses = sorted(dose for dose, _ in where.dose_folders())
+    doses = sorted(where.doses())
     if doses and doses[-1] >= INT64:
         raise PlanError(f"folder dose_{doses[-1]} in {where.phase_c}: the dose is out of range")
     if not doses:

@@ -5,6 +5,7 @@ Each method hands the engine's request to the module that owns it."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,16 +57,20 @@ class PtychoStudy:
             jobs.append(job)
             results.append(result)
         named = None
+
+        @functools.cache
+        def ledger() -> dict:  # one snapshot serves both files: all of it for the summaries
+            return snapshot.read(run.ledger, snapshot.REPORT_PARTS if COMPARE in by_kind else ("phase_results",))
         if COMPARE in by_kind:
             try:
                 named = manifests.write_results(given, *by_kind[COMPARE])
-                summaries.write_files(given.layout, snapshot.read(run.ledger))
+                summaries.write_files(given.layout, ledger())
             except (OSError, LedgerError) as exc:
                 warn(f"cannot write comparison_manifest.json and the metrics summaries in {given.artifact_root} "
                      f"({getattr(exc, 'strerror', None) or exc}); the ledger has the results")
         if RECONSTRUCT in by_kind:
             try:
-                numbers = snapshot.numbers(snapshot.read(run.ledger, ("phase_results",)))
+                numbers = snapshot.numbers(ledger())
                 manifests.write_reconstruction_manifest(given, *by_kind[RECONSTRUCT], numbers)
             except (OSError, LedgerError) as exc:
                 warn(f"cannot write Phase F's reconstruction_manifest.json ({getattr(exc, 'strerror', None) or exc}); "
