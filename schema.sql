@@ -1,10 +1,10 @@
--- The ledger's schema at version 8: what the migrations build in a new ledger, with
+-- The ledger's schema at version 9: what the migrations build in a new ledger, with
 -- the study's views (runner/ptycho/views.sql), which every run installs.
 -- Generated from migrations/ and views.sql by `make schema` (python scripts/make_schema.py);
 -- do not edit it: change the engine's schema with a new migration, or the study's views in
 -- views.sql, then regenerate it.
 PRAGMA application_id = 1347705170;
-PRAGMA user_version = 8;
+PRAGMA user_version = 9;
 
 CREATE TABLE runs (
     run_id          INTEGER PRIMARY KEY,
@@ -19,7 +19,8 @@ CREATE TABLE runs (
     git_commit      TEXT,                   -- commit of the compare script's checkout, if any
     slots           TEXT                    -- JSON list of {slot, device, gpu_uuid}
 ,
-    study TEXT);
+    study TEXT,
+    root TEXT);
 
 CREATE TABLE failure_classes (
     name        TEXT PRIMARY KEY,
@@ -75,6 +76,7 @@ CREATE TABLE attempts (
     slurm_state TEXT,
     slurm_exit TEXT,
     metrics_before TEXT,
+    basis TEXT,
     UNIQUE (job_id, number)
 );
 
@@ -139,6 +141,15 @@ CREATE INDEX jobs_by_plan_order ON jobs (plan_order);
 CREATE TABLE kinds (
     name    TEXT PRIMARY KEY,   -- a job's kind
     title   TEXT NOT NULL       -- the heading `status` gives its jobs
+);
+
+CREATE TABLE file_hashes (
+    path      TEXT PRIMARY KEY,   -- as recorded: relative to the study's root when under it
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    ctime_ns  INTEGER NOT NULL,
+    inode     INTEGER NOT NULL,
+    sha256    TEXT NOT NULL
 );
 
 CREATE VIEW job_grid AS

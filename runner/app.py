@@ -7,6 +7,7 @@ calls `run` (or `dry_run`) and prints; nothing here parses arguments or picks an
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import os
 import shutil
@@ -15,19 +16,19 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import __version__, files, graph, inputs
+from runner import __version__, files, graph, inputs, ledger as ledgers
 from runner.config import Backend, ConfigError, Order, Settings
 from runner.executors import Executor
 from runner.executors.local import LocalExecutor
 from runner.jobs import Job
-from runner.ledger import Ledger, LedgerError, expected_durations, probe, read_snapshot, run_results
+from runner.ledger import Ledger, LedgerError, probe, read_snapshot, run_results
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
-from runner.resume import reconcile, select
+from runner.resume import RUN, Choice, choose, reconcile, select
 from runner.scheduler import Policy, Scheduler
 from runner.slots import Device, Slot, SlotPool, build_slots, parse_gpus, seat_costs
 from runner.study import RunRecord, Study, StudySettings
@@ -45,9 +46,18 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class DryRun:
-    jobs: list[Job]  # in launch order
+    choices: list[Choice]  # every job in launch order: what a run would do with it, and why
     written: list[Path]
     graph: bool  # the plan has several kinds of job, or needs
+
+
+@dataclass(frozen=True)
+class Known:
+    """What an existing ledger knows, read without changing it (a dry run, the plan's hashes)."""
+
+    rows: dict = field(default_factory=dict)  # job key -> PlannedRow
+    durations: dict[str, float] = field(default_factory=dict)
+    hashes: dict = field(default_factory=dict)  # inputs.ContentHashes.known
 
 
 def git_commit(folder: Path) -> str | None:
@@ -82,10 +92,16 @@ def ensure_writable(folder: Path) -> None:
                           "choose another --artifact-root") from None
 
 
-def planned(study: Study, settings: StudySettings) -> list[Job]:
-    """The study's jobs, every one after all it needs, fingerprinted, the ones whose inputs are
-    missing blocked (GraphError for a cycle)."""
-    return inputs.prepare(graph.topological(study.plan(settings)))
+def planned(study: Study, settings: StudySettings, files: inputs.InputFiles | None = None) -> list[Job]:
+    """The study's jobs, every one after all it needs, fingerprinted (with `files`: the study's
+    root and the content hashes known), the ones whose inputs are missing blocked (GraphError for
+    a cycle)."""
+    files = files or inputs.InputFiles(study_root(settings))
+    return inputs.prepare(graph.topological(study.plan(settings)), files)
+
+
+def study_root(settings: StudySettings) -> str:
+    return os.path.normpath(os.path.abspath(settings.root))
 
 
 def default_seconds(study: Study) -> dict[str, float]:
@@ -93,38 +109,64 @@ def default_seconds(study: Study) -> dict[str, float]:
 
 
 def dry_run(settings: Settings, study: Study, study_settings: StudySettings) -> DryRun:
-    """The plan in launch order (by the durations an existing ledger knows), written by the study
-    as it describes a plan, and as job_graph.json when it is a graph."""
-    jobs = planned(study, study_settings)
+    """What a run would do with each job and why, in launch order (by the durations the ledger
+    knows), from the ledger as it is: nothing is recorded or launched. The plan is written to its
+    own folder (files.DRY_RUN), never over the files that describe standing results."""
+    known = known_ledger(settings.ledger, study.views)
+    planning = inputs.InputFiles(study_root(study_settings), inputs.ContentHashes(known.hashes))
+    jobs = planned(study, study_settings, planning)
     study.check(study_settings, jobs, launching=False)
     ensure_writable(study_settings.artifact_root)
-    ordered = jobs
+    choices = choose(jobs, known.rows, settings.force, settings.only_failed, legacy=planning.legacy_fingerprint)
     if settings.order is Order.LONGEST_FIRST:
-        ordered = graph.launch_order(jobs, known_durations(settings.ledger), default_seconds(study))
+        rank = {job.key: n for n, job in enumerate(graph.launch_order(jobs, known.durations, default_seconds(study)))}
+        choices.sort(key=lambda choice: rank[choice.job.key])
+    ordered = [choice.job for choice in choices]
+    folder = study_settings.artifact_root / files.DRY_RUN
     is_graph = files.is_graph(jobs)
-    written = [files.write_job_graph(study_settings.artifact_root, ordered)] if is_graph else []
-    written += study.write_plan(study_settings, ordered)
-    return DryRun(ordered, written, is_graph)
+    written = [files.write_job_graph(folder, ordered, choices=choices)] if is_graph else []
+    written += study.write_plan(study_settings, ordered, folder)
+    return DryRun(choices, written, is_graph)
 
 
-def known_durations(ledger: Path) -> dict[str, float]:
-    """Per job key, its latest success's duration in an existing ledger (none when it has no
-    ledger or one this runner cannot read without upgrading it)."""
-    if not ledger.is_file():
-        return {}
+def known_ledger(path: Path, views: dict[str, str]) -> Known:
+    """What the ledger at `path` knows, read without changing it: a ledger of an older schema is
+    read from an upgraded copy. Nothing when there is no ledger, or one that cannot be read."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return Known()
+
+    def read(db) -> Known:
+        return Known(ledgers.known_jobs(db), ledgers.expected_durations(db), ledgers.known_hashes(db))
     try:
-        return read_snapshot(ledger, expected_durations)
+        return read_snapshot(path, read)
     except LedgerError:
-        return {}
+        pass
+    import sqlite3
+    import tempfile
+
+    try:  # an older schema: upgrade a copy in memory's place (a temporary file), read that
+        with tempfile.TemporaryDirectory() as folder:
+            copy = Path(folder) / "ledger.db"
+            source, target = sqlite3.connect(f"file:{path}?mode=ro", uri=True), sqlite3.connect(copy)
+            with target:
+                source.backup(target)
+            source.close()
+            target.close()
+            ledgers.prepare(copy, views)
+            return read_snapshot(copy, read)
+    except (LedgerError, sqlite3.Error, OSError):
+        return Known()
 
 
-def make_executor(settings: Settings) -> Executor:
+def make_executor(settings: Settings, root: str) -> Executor:
+    """`root`: the study's root on this host (the nodes may mount it at settings.node_root)."""
     if settings.backend is Backend.SLURM:
         from runner.executors.slurm import SlurmExecutor, SlurmOptions
 
         return SlurmExecutor(SlurmOptions(
             settings.partition, settings.time, settings.account, settings.cpus_per_task, settings.mem,
-            settings.sbatch_args, settings.on_interrupt))
+            settings.sbatch_args, settings.on_interrupt,
+            node_paths=(root, str(settings.node_root)) if settings.node_root else None))
     return LocalExecutor()
 
 
@@ -146,7 +188,10 @@ def make_pool(settings: Settings, slots: list[Slot]) -> SlotPool:
 def run(settings: Settings, study: Study, study_settings: StudySettings, warn: Callable[[str], None]) -> RunSummary:
     """Plan, check and lock, then run the study and let it write its files; `warn` hears what the
     user should know."""
-    jobs = planned(study, study_settings)
+    known = known_ledger(settings.ledger, study.views) if settings.ledger.is_file() else Known()
+    hashes = inputs.ContentHashes(known.hashes)
+    planning = inputs.InputFiles(study_root(study_settings), hashes)
+    jobs = planned(study, study_settings, planning)
     ensure_writable(study_settings.artifact_root)
     study.check(study_settings, jobs, launching=True)
     slots = make_slots(settings, jobs)
@@ -157,10 +202,10 @@ def run(settings: Settings, study: Study, study_settings: StudySettings, warn: C
     lock = RunnerLock(settings.ledger)
     lock.acquire()
     try:
-        run_id, stopped = asyncio.run(_run(settings, study, study_settings, jobs, slots))
+        run_id, stopped = asyncio.run(_run(settings, study, study_settings, jobs, slots, planning))
         # The study's files, from the ledger, once the writer is closed: no study work runs on
         # the event loop.
-        results = read_snapshot(settings.ledger, lambda db: run_results(db, run_id))
+        results = read_snapshot(settings.ledger, lambda db: run_results(db, run_id, study_root(study_settings)))
         named = _after_run(study, study_settings, RunRecord(settings.ledger, run_id, jobs, results), warn)
     finally:
         lock.release()
@@ -180,11 +225,12 @@ def _after_run(study: Study, study_settings: StudySettings, record: RunRecord, w
 
 
 async def _run(settings: Settings, study: Study, study_settings: StudySettings, jobs: list[Job],
-               slots: list[Slot]) -> tuple[int, int | None]:
-    """The run itself, on the ledger's writer; its id and the signal that stopped it, if one did."""
-    ledger = await Ledger.open(settings.ledger, study.views)
+               slots: list[Slot], planning: inputs.InputFiles) -> tuple[int, int | None]:
+    """The run itself, on the ledger's writer; its id and the signal that stopped it, if one did.
+    `planning`: what fingerprinted the jobs (the study's root, the content hashes)."""
+    ledger = await Ledger.open(settings.ledger, study.views, Path(planning.root))
     progress = Progress(total=0)
-    executor = make_executor(settings)
+    executor = make_executor(settings, planning.root)
     # A dead runner's local children are recovered here whatever the backend of this run.
     executors = {"local": LocalExecutor(), executor.name: executor}
     try:
@@ -204,7 +250,8 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
             study.describe(study_settings))
         rows = await ledger.sync_jobs(jobs, run_id, study.kinds)
         selection = await select(ledger, jobs, rows, settings.force, settings.only_failed,
-                                 frozenset(job.key for job, _, _ in reattach))
+                                 frozenset(job.key for job, _, _ in reattach), planning.legacy_fingerprint)
+        await ledger.remember_hashes(planning.hashes.new)
         progress.total = len(selection.to_run) + len(reattach)
         devices = sorted({s.device.visible_id or "cpu" for s in slots})
         progress.message(f"run {run_id}: {len(jobs)} jobs planned, {len(selection.to_run)} to run, "
@@ -222,7 +269,8 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
                                          default_seconds(study))
             work = [(job, ids[job.key]) for job in ordered]
         scheduler = Scheduler(ledger, make_pool(settings, slots), run_id,
-                              Policy(settings.timeout, settings.grace, settings.retries), executor, progress)
+                              Policy(settings.timeout, settings.grace, settings.retries), executor, progress,
+                              refresh=functools.partial(inputs.refresh, root=planning.root, hashes=planning.hashes))
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, scheduler.request_stop, sig)
@@ -234,6 +282,7 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         stopped = scheduler.stop_signal
+        await ledger.remember_hashes(planning.hashes.new)  # what the refreshes hashed
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
     finally:
         progress.close()

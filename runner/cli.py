@@ -95,6 +95,9 @@ def build_parser(study: Study | None = None) -> argparse.ArgumentParser:
                          help="extra sbatch option (repeatable; write --sbatch-arg=--qos=high)")
     cluster.add_argument("--on-interrupt", help="on Ctrl-C/SIGTERM: cancel (default) the SLURM jobs, or leave them "
                                                 "running for the next run to re-attach")
+    cluster.add_argument("--node-root", metavar="PATH",
+                         help="where the study's root folder is on the compute nodes, when they mount it at "
+                              "another path than this host (default: the same path)")
 
     stat = commands.add_parser("status", help="show where a study stands (also while it runs)")
     stat.add_argument("--ledger", help="ledger file")
@@ -133,15 +136,19 @@ def command_run(args: argparse.Namespace, study: Study) -> int:
     settings, study_settings = settings_from_args(args, study, warn)
     if settings.dry_run:
         plan = app.dry_run(settings, study, study_settings)
-        for number, job in enumerate(plan.jobs, 1):
-            state = f"  # blocked: {job.blocked_reason}" if job.blocked_reason else ""
-            if plan.graph:  # which job, of which kind, waiting for which
-                needs = f"after {', '.join(job.needs)}" if job.needs else "needs nothing"
-                print(f"{number:3d}. [{job.kind}] {job.key}  ({needs}){state}\n     {shlex.join(job.argv)}")
-            else:
-                print(f"{number:3d}. {shlex.join(job.argv)}{state}")
-        print(f"dry run: {len(plan.jobs)} jobs planned in launch order, nothing launched; plan in "
-              + " and ".join(map(str, plan.written)))
+        count = {action: sum(c.action == action for c in plan.choices) for action in ("run", "skip", "block")}
+        print(f"dry run: {len(plan.choices)} jobs planned, {count['run']} to run, {count['skip']} already done, "
+              f"{count['block']} blocked; nothing launched or recorded")
+        words = {"run": "run ", "skip": "done", "block": "blocked"}
+        for number, choice in enumerate(plan.choices, 1):
+            job = choice.job
+            after = (f" (after {', '.join(job.needs)})" if job.needs else "") if plan.graph else ""
+            kind = f"[{job.kind}] " if plan.graph else ""
+            why = f": {choice.reason}" if choice.reason else ""
+            print(f"{number:3d}. {words[choice.action]} {kind}{job.key}{after}{why}")
+            if choice.action == "run":
+                print(f"     {shlex.join(job.argv)}")
+        print("plan in " + " and ".join(map(str, plan.written)))
         return 0
     summary = app.run(settings, study, study_settings, warn)
     states = summary.states

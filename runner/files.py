@@ -10,6 +10,7 @@ from pathlib import Path
 from runner.jobs import Job
 
 JOB_GRAPH = "job_graph.json"
+DRY_RUN = "dry_run"  # the folder of the artifact root a dry run writes its plan into
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -33,18 +34,24 @@ def is_graph(jobs: list[Job]) -> bool:
     return len({job.kind for job in jobs}) > 1 or any(job.needs for job in jobs)
 
 
-def write_job_graph(folder: Path, jobs: list[Job], results: list[dict] | None = None) -> Path:
+def write_job_graph(folder: Path, jobs: list[Job], results: list[dict] | None = None,
+                    choices: list | None = None) -> Path:
     """job_graph.json: the jobs in the order given (a dry run's launch order, a run's plan), each
-    with its kind, its labels, the jobs it needs, its command and, after a run, its state."""
+    with its kind, its labels, the jobs it needs, its command and, after a run, its state; after
+    a dry run (`choices`: resume.Choice) what a run would do with it and why."""
     states = {r["key"]: r for r in results or ()}
+    would = {choice.job.key: choice for choice in choices or ()}
     entries = []
     for job in jobs:
         result = states.get(job.key, {})
-        entries.append({"key": job.key, **job.labels, "kind": job.kind, "needs": list(job.needs),
-                        "command": list(job.argv),
-                        "state": result.get("state", "planned" if results is None else None),
-                        "blocked": result.get("blocked_reason", job.blocked_reason),
-                        "log": result.get("stdout_log")})
+        entry = {"key": job.key, **job.labels, "kind": job.kind, "needs": list(job.needs),
+                 "command": list(job.argv),
+                 "state": result.get("state", "planned" if results is None else None),
+                 "blocked": result.get("blocked_reason", job.blocked_reason),
+                 "log": result.get("stdout_log")}
+        if job.key in would:
+            entry.update({"would": would[job.key].action, "why": would[job.key].reason or None})
+        entries.append(entry)
     path = folder / JOB_GRAPH
     write_atomic(path, json.dumps({"n_jobs": len(jobs), "dry_run": results is None, "jobs": entries}, indent=2) + "\n")
     return path

@@ -156,7 +156,8 @@ class Job:
     exit_classes: dict[int, FailureClass] = field(default_factory=dict)  # e.g. {3: CUDA_OOM}
     adapt: HalveFlags | None = None
     # Filled by the engine from the inputs (runner.inputs), never by the study:
-    fingerprint: str = ""  # hash of argv, inputs and identity; a changed one reruns a success
+    basis: str = ""  # what the fingerprint hashes: portable argv, inputs' contents, identity (JSON)
+    fingerprint: str = ""  # hash of the basis; a changed one reruns a success
     blocked_reason: str | None = None  # set when an input is missing
 
 
@@ -167,6 +168,9 @@ class PlannedRow:
     job_id: int
     state: JobState
     success_fingerprint: str | None  # the fingerprint of its standing success (None: none)
+    success_basis: str | None = None  # ... and its basis (None: none, or recorded before bases were)
+    failure_class: str | None = None  # its latest attempt's, when that failed
+    attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,7 @@ class AttemptStart:
     token: str
     backend: str
     metrics_before: str | None = None
+    basis: str = ""  # what its fingerprint hashed
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from urllib.parse import quote
 
-from runner import faults
+from runner import faults, places
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -298,13 +298,40 @@ def expected_durations(db: sqlite3.Connection) -> dict[str, float]:
     return {key: duration for key, duration, _ in db.execute(QUERIES["expected_durations"])}
 
 
-def run_results(db: sqlite3.Connection, run_id: int) -> list[dict]:
+def run_results(db: sqlite3.Connection, run_id: int, root: str | None = None) -> list[dict]:
     """Each job the run planned, in plan order, with its attempt of that run, else its standing
-    success, else its latest attempt: what the run's files report. For a reader's snapshot."""
+    success, else its latest attempt: what the run's files report (log paths made absolute
+    against the study's `root`). For a reader's snapshot."""
     cursor = db.execute(QUERIES["run_results"], {"run_id": run_id})
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-    return [{**row, "labels": json.loads(row["labels"])} for row in rows]
+    return [{**row, "labels": json.loads(row["labels"]), "stdout_log": places.resolve(row["stdout_log"], root),
+             "stderr_log": places.resolve(row["stderr_log"], root)} for row in rows]
+
+
+def study_root(db: sqlite3.Connection, path: Path) -> str | None:
+    """The study's root as it is now, from where the ledger at `path` is (None: no run recorded
+    it, and every path in the ledger is absolute)."""
+    row = db.execute(QUERIES["study_root"]).fetchone()
+    return places.root_from_ledger(path, row[0] if row else None)
+
+
+def known_hashes(db: sqlite3.Connection) -> dict[str, tuple[int, int, int, int, str]]:
+    """The content hashes the ledger keeps (inputs.ContentHashes.known)."""
+    return {path: (size, mtime, ctime, inode, sha) for path, size, mtime, ctime, inode, sha
+            in db.execute(QUERIES["file_hashes"])}
+
+
+def planned_rows(cursor: sqlite3.Cursor) -> dict[str, PlannedRow]:
+    from runner.jobs import JobState, PlannedRow
+
+    return {key: PlannedRow(job_id, JobState(state), success, basis, failure, number or 0)
+            for key, job_id, state, success, basis, failure, number in cursor}
+
+
+def known_jobs(db: sqlite3.Connection) -> dict[str, PlannedRow]:
+    """What the ledger holds of every job it knows (a dry run's view of it)."""
+    return planned_rows(db.execute(QUERIES["known_jobs"]))
 
 
 def _quietly(future: asyncio.Future) -> None:
@@ -332,8 +359,10 @@ class Ledger:
     launch."""
 
     def __init__(self, path: Path, loop: asyncio.AbstractEventLoop, thread: threading.Thread,
-                 requests: queue.SimpleQueue) -> None:
+                 requests: queue.SimpleQueue, root: str | None = None) -> None:
         self.path = path
+        # The study's root (absolute): paths under it are recorded relative to it (runner.places).
+        self.root = root
         self._loop, self._thread, self._requests = loop, thread, requests
         self._pending: list[tuple[Op, bool, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
@@ -344,8 +373,9 @@ class Ledger:
         self._failed: sqlite3.OperationalError | None = None
 
     @classmethod
-    async def open(cls, path: Path, views: dict[str, str] | None = None) -> Ledger:
-        """The writer of the ledger at `path`, created or upgraded, with a study's `views`."""
+    async def open(cls, path: Path, views: dict[str, str] | None = None, root: Path | None = None) -> Ledger:
+        """The writer of the ledger at `path`, created or upgraded, with a study's `views`;
+        `root`: the study's root, under which paths are recorded relative to it."""
         import asyncio  # here, not at the top: see the module docstring
 
         prepare(path, views)
@@ -360,7 +390,14 @@ class Ledger:
         except sqlite3.Error as exc:
             thread.join()
             raise _sqlite_error(path, exc) from None
-        return cls(path, loop, thread, requests)
+        return cls(path, loop, thread, requests,
+                   None if root is None else os.path.normpath(os.path.abspath(root)))
+
+    def _record(self, path: Path | str) -> str:
+        return str(path) if self.root is None else places.record(path, self.root)
+
+    def _resolve(self, text: str) -> Path:
+        return Path(places.resolve(text, self.root) or text)
 
     async def close(self) -> None:
         """Commit what is pending, then close the connection and end the writer thread."""
@@ -424,12 +461,20 @@ class Ledger:
     async def begin_run(self, host: str, user: str, pid: int, argv: list[str], version: str,
                         git_commit: str | None, slots: list[dict], study: dict | None = None) -> int:
         """A run starts; `study` is what the study says of itself for this run (its folders)."""
+        root = None if self.root is None else places.root_for_ledger(Path(self.root), self.path)
+
         def op(db: sqlite3.Connection) -> int:
             run_id = db.execute(QUERIES["insert_run"], {
                 "started_at": utc_now(), "host": host, "user": user, "pid": pid,
                 "argv": json.dumps(argv), "runner_version": version, "git_commit": git_commit,
-                "slots": json.dumps(slots), "study": json.dumps(study) if study is not None else None}).lastrowid
+                "slots": json.dumps(slots), "study": json.dumps(study) if study is not None else None,
+                "root": root}).lastrowid
             db.execute(QUERIES["mark_unfinished_runs_crashed"], {"run_id": run_id})
+            if self.root is not None:  # what older runners recorded absolute, made relative
+                prefix = self.root.rstrip("/") + "/"
+                where = {"root": self.root, "prefix": prefix, "n": len(prefix)}
+                db.execute(QUERIES["relative_paths"], where)
+                db.execute(QUERIES["relative_logs"], where)
             return run_id
         return await self._write(op)
 
@@ -440,11 +485,10 @@ class Ledger:
     async def sync_jobs(self, jobs: Iterable[Job], run_id: int, kinds: Iterable[Kind] = ()) -> dict[str, PlannedRow]:
         """Record the plan, its dependencies and the study's kinds of job; return per job key what
         the ledger holds of it (its id, state and the fingerprint of its success)."""
-        from runner.jobs import JobState, PlannedRow
-
         now = utc_now()
         params = [{"key": job.key, "plan_order": order, "kind": job.kind, "labels": json.dumps(job.labels),
-                   "argv": json.dumps(list(job.argv)), "cwd": str(job.cwd), "output_dir": str(job.output_dir),
+                   "argv": json.dumps(list(job.argv)), "cwd": self._record(job.cwd),
+                   "output_dir": self._record(job.output_dir),
                    "fingerprint": job.fingerprint, "run_id": run_id, "now": now}
                   for order, job in enumerate(jobs)]
         needs = [{"key": job.key, "needs": need} for job in jobs for need in job.needs]
@@ -455,9 +499,22 @@ class Ledger:
             db.executemany(QUERIES["upsert_job"], params)
             db.executemany(QUERIES["forget_needs"], [{"key": p["key"]} for p in params])
             db.executemany(QUERIES["insert_need"], needs)
-            return {key: PlannedRow(job_id, JobState(state), success)
-                    for key, job_id, state, success in db.execute(QUERIES["planned_jobs"], {"run_id": run_id})}
+            return planned_rows(db.execute(QUERIES["planned_jobs"], {"run_id": run_id}))
         return await self._write(op)
+
+    async def restamp(self, stamps: list[tuple[int, str, str]]) -> None:
+        """Successes whose older fingerprint still matches: (job_id, fingerprint, basis) of now."""
+        params = [{"job_id": job_id, "fingerprint": fingerprint, "basis": basis}
+                  for job_id, fingerprint, basis in stamps]
+        if params:
+            await self._write(lambda db: db.executemany(QUERIES["restamp_success"], params))
+
+    async def remember_hashes(self, hashes: dict[str, tuple[int, int, int, int, str]]) -> None:
+        """Content hashes learned in this run (inputs.ContentHashes.new), kept for the next."""
+        params = [{"path": path, "size": size, "mtime_ns": mtime, "ctime_ns": ctime, "inode": inode,
+                   "sha256": sha} for path, (size, mtime, ctime, inode, sha) in hashes.items()]
+        if params:
+            await self._write(lambda db: db.executemany(QUERIES["remember_hash"], params))
 
     def set_job_states(self, changes: list[tuple[int, JobState, str | None]]) -> asyncio.Future[None]:
         """Move many jobs at once: (job_id, state, blocked reason). Queued now; await the result."""
@@ -489,9 +546,11 @@ class Ledger:
             now = utc_now()
             attempt_id = db.execute(QUERIES["insert_attempt"], {
                 "job_id": start.job_id, "run_id": start.run_id, "number": number, "token": start.token,
-                "argv": json.dumps(list(start.argv)), "fingerprint": start.fingerprint, "slot": start.slot,
+                "argv": json.dumps(list(start.argv)), "fingerprint": start.fingerprint,
+                "basis": start.basis or None, "slot": start.slot,
                 "device": start.device, "gpu_uuid": start.gpu_uuid, "started_at": now,
-                "stdout_log": str(stdout_log), "stderr_log": str(stderr_log), "backend": start.backend,
+                "stdout_log": self._record(stdout_log), "stderr_log": self._record(stderr_log),
+                "backend": start.backend,
                 "metrics_before": start.metrics_before}).lastrowid
             db.execute(QUERIES["set_job_state"], {
                 "job_id": start.job_id, "state": JobState.RUNNING.value, "blocked_reason": None, "now": now})
@@ -541,8 +600,9 @@ class Ledger:
             cursor = db.execute(QUERIES["running_attempts"])
             columns = [d[0] for d in cursor.description]  # the query names every field of Attempt
             rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
-            return [Attempt(**{**row, "argv": tuple(json.loads(row["argv"])), "stdout_log": Path(row["stdout_log"]),
-                               "stderr_log": Path(row["stderr_log"])}) for row in rows]
+            return [Attempt(**{**row, "argv": tuple(json.loads(row["argv"])),
+                               "stdout_log": self._resolve(row["stdout_log"]),
+                               "stderr_log": self._resolve(row["stderr_log"])}) for row in rows]
         return await self._write(op)
 
     async def expected_durations(self) -> dict[str, float]:

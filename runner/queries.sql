@@ -3,8 +3,41 @@
 
 -- name: insert_run
 -- A runner process starts driving the ledger.
-INSERT INTO runs (started_at, host, user, pid, argv, runner_version, git_commit, slots, study)
-VALUES (:started_at, :host, :user, :pid, :argv, :runner_version, :git_commit, :slots, :study);
+INSERT INTO runs (started_at, host, user, pid, argv, runner_version, git_commit, slots, study, root)
+VALUES (:started_at, :host, :user, :pid, :argv, :runner_version, :git_commit, :slots, :study, :root);
+
+-- name: study_root
+-- Where the study's root is from the ledger's folder, as the latest run that said so recorded it.
+SELECT root FROM runs WHERE root IS NOT NULL ORDER BY run_id DESC LIMIT 1;
+
+-- name: relative_paths
+-- Paths recorded absolute under the study's root (by older runners) made relative to it.
+UPDATE jobs SET cwd = CASE WHEN cwd = :root THEN '.' WHEN substr(cwd, 1, :n) = :prefix
+                           THEN substr(cwd, :n + 1) ELSE cwd END,
+    output_dir = CASE WHEN output_dir = :root THEN '.' WHEN substr(output_dir, 1, :n) = :prefix
+                      THEN substr(output_dir, :n + 1) ELSE output_dir END
+WHERE substr(cwd, 1, :n) = :prefix OR substr(output_dir, 1, :n) = :prefix OR :root IN (cwd, output_dir);
+
+-- name: relative_logs
+-- The same for attempts' logs.
+UPDATE attempts SET stdout_log = substr(stdout_log, :n + 1), stderr_log = substr(stderr_log, :n + 1)
+WHERE substr(stdout_log, 1, :n) = :prefix AND substr(stderr_log, 1, :n) = :prefix;
+
+-- name: file_hashes
+-- The content hashes known (inputs.ContentHashes).
+SELECT path, size, mtime_ns, ctime_ns, inode, sha256 FROM file_hashes;
+
+-- name: remember_hash
+-- A content hash learned, kept for the next run.
+INSERT INTO file_hashes (path, size, mtime_ns, ctime_ns, inode, sha256)
+VALUES (:path, :size, :mtime_ns, :ctime_ns, :inode, :sha256)
+ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns,
+    ctime_ns = excluded.ctime_ns, inode = excluded.inode, sha256 = excluded.sha256;
+
+-- name: restamp_success
+-- A success recorded under an older fingerprint whose inputs are unchanged: stamped anew.
+UPDATE attempts SET fingerprint = :fingerprint, basis = :basis
+WHERE job_id = :job_id AND state = 'succeeded';
 
 -- name: end_run
 -- A run ends; outcome is completed or interrupted.
@@ -41,11 +74,20 @@ INSERT OR IGNORE INTO job_needs (job_id, needs_job_id)
 SELECT j.job_id, n.job_id FROM jobs j, jobs n WHERE j.key = :key AND n.key = :needs;
 
 -- name: planned_jobs
--- Every job a run planned, with the fingerprint of its current success (NULL when none).
-SELECT j.key, j.job_id, j.state, a.fingerprint
+-- Every job a run planned, with the fingerprint and basis of its current success (NULL when
+-- none), its latest attempt's failure class and its number of attempts.
+SELECT j.key, j.job_id, j.state, a.fingerprint, a.basis, l.failure_class, l.number
 FROM jobs j
 LEFT JOIN attempts a ON a.job_id = j.job_id AND a.state = 'succeeded'
+LEFT JOIN attempts l ON l.attempt_id = (SELECT MAX(attempt_id) FROM attempts m WHERE m.job_id = j.job_id)
 WHERE j.last_run_id = :run_id;
+
+-- name: known_jobs
+-- The same for every job of the ledger (a dry run: nothing is recorded).
+SELECT j.key, j.job_id, j.state, a.fingerprint, a.basis, l.failure_class, l.number
+FROM jobs j
+LEFT JOIN attempts a ON a.job_id = j.job_id AND a.state = 'succeeded'
+LEFT JOIN attempts l ON l.attempt_id = (SELECT MAX(attempt_id) FROM attempts m WHERE m.job_id = j.job_id);
 
 -- name: set_job_state
 -- A job moves to a new state (blocked_reason says why when it is blocked).
@@ -58,9 +100,9 @@ SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE job_id = :job_id;
 
 -- name: insert_attempt
 -- Written before the process is spawned.
-INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, slot, device,
+INSERT INTO attempts (job_id, run_id, number, state, token, argv, fingerprint, basis, slot, device,
                       gpu_uuid, started_at, stdout_log, stderr_log, backend, metrics_before)
-VALUES (:job_id, :run_id, :number, 'running', :token, :argv, :fingerprint, :slot, :device,
+VALUES (:job_id, :run_id, :number, 'running', :token, :argv, :fingerprint, :basis, :slot, :device,
         :gpu_uuid, :started_at, :stdout_log, :stderr_log, :backend, :metrics_before);
 
 -- name: record_launch
@@ -113,7 +155,7 @@ GROUP BY a.job_id;
 -- Each job planned by a run with its attempt of that run, or else its standing success, or else
 -- its latest attempt: what the run's files report.
 SELECT j.key, j.kind, j.labels, j.state, j.blocked_reason, a.exit_code, a.signal, a.failure_class,
-       a.failure_detail, a.stdout_log, a.number, a.run_id = :run_id AS executed
+       a.failure_detail, a.stdout_log, a.stderr_log, a.number, a.run_id = :run_id AS executed
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = COALESCE(
@@ -125,9 +167,15 @@ ORDER BY j.plan_order;
 
 -- name: status_jobs
 -- One line per job for `runner status`, with its latest attempt (status.py adds a running job's
--- time so far: the same CASE as in status_jobs_json would cost a third of this query).
+-- time so far: the same CASE as in status_jobs_json would cost a third of this query); log paths
+-- recorded under the study's root made absolute against :root, where the root is now.
 SELECT key, kind, state, latest_attempt, device, started_at, duration_s, exit_code, failure_class,
-       detail, stdout_log, stderr_log, backend, slurm_job_id, slurm_node, slurm_state
+       detail,
+       CASE WHEN :root IS NULL OR substr(stdout_log, 1, 1) = '/' THEN stdout_log
+            ELSE :root || '/' || stdout_log END AS stdout_log,
+       CASE WHEN :root IS NULL OR substr(stderr_log, 1, 1) = '/' THEN stderr_log
+            ELSE :root || '/' || stderr_log END AS stderr_log,
+       backend, slurm_job_id, slurm_node, slurm_state
 FROM job_grid
 ORDER BY plan_order;
 
@@ -142,7 +190,10 @@ SELECT json_group_array(json_set(labels,
                          THEN ROUND((julianday('now') - julianday(started_at)) * 86400.0, 1)
                          ELSE duration_s END,
     '$.exit_code', exit_code, '$.failure_class', failure_class, '$.detail', detail,
-    '$.stdout_log', stdout_log, '$.stderr_log', stderr_log, '$.backend', backend,
+    '$.stdout_log', CASE WHEN :root IS NULL OR substr(stdout_log, 1, 1) = '/' THEN stdout_log
+                         ELSE :root || '/' || stdout_log END,
+    '$.stderr_log', CASE WHEN :root IS NULL OR substr(stderr_log, 1, 1) = '/' THEN stderr_log
+                         ELSE :root || '/' || stderr_log END, '$.backend', backend,
     '$.slurm_job_id', slurm_job_id, '$.slurm_node', slurm_node, '$.slurm_state', slurm_state))
 FROM (SELECT * FROM job_grid ORDER BY plan_order);
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from runner import faults, graph, inputs
+from runner import faults, graph
 from runner.executors import Executor, Handle, LaunchError, LaunchSpec
 from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
 from runner.ledger import Ledger
@@ -110,7 +110,10 @@ def log_paths(job: Job) -> Callable[[int], tuple]:
 
 class Scheduler:
     def __init__(self, ledger: Ledger, pool: SlotPool, run_id: int, policy: Policy, executor: Executor,
-                 on_event: Callable[[Event], None] = lambda e: None) -> None:
+                 on_event: Callable[[Event], None] = lambda e: None, *,
+                 refresh: Callable[[Job], Job]) -> None:
+        # How a job is fingerprinted again once its needs have made its inputs (inputs.refresh).
+        self.refresh = refresh
         self.ledger, self.pool, self.run_id, self.policy = ledger, pool, run_id, policy
         self.executor = executor
         self.on_event = on_event
@@ -206,7 +209,7 @@ class Scheduler:
         attempt = await self.ledger.start_attempt(AttemptStart(
             queued.job_id, job.key, self.run_id, queued.argv, job.fingerprint, slot.name,
             self.executor.device_label(slot.device.visible_id), slot.device.uuid, token,
-            self.executor.name, prior.to_ledger()), log_paths(job))
+            self.executor.name, prior.to_ledger(), job.basis), log_paths(job))
         faults.pause_point("attempt_row")
         self.on_event(Event(EventKind.STARTED, job, attempt.number, slot, stderr_log=str(attempt.stderr_log)))
         started = time.monotonic()
@@ -286,7 +289,7 @@ class Scheduler:
     async def _refreshed(self, waiting: Waiting, slot: Slot) -> None:
         job = waiting.queued.job
         try:
-            job = await asyncio.to_thread(inputs.refresh, job)
+            job = await asyncio.to_thread(self.refresh, job)
         except OSError as exc:  # e.g. a file its need made cannot be read: this job only
             job = replace(job, blocked_reason=f"its inputs cannot be read: {exc}")
         if job.blocked_reason:  # its needs succeeded, yet an input is missing

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.ledger import QUERIES, read_snapshot
+from runner.ledger import QUERIES, read_snapshot, study_root
 
 
 def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict | None, dict[str, int], dict[str, str]]:
@@ -14,7 +14,7 @@ def _read(ledger: Path, jobs_query: str) -> tuple[list[tuple], list[str], dict |
     and the headings of the kinds of job, from one consistent snapshot of the ledger."""
     def read(conn):
         conn.row_factory = None  # plain tuples: sqlite3.Row costs more than the query at 10,000 jobs
-        cursor = conn.execute(QUERIES[jobs_query])
+        cursor = conn.execute(QUERIES[jobs_query], {"root": study_root(conn, ledger)})
         columns = [d[0] for d in cursor.description]
         jobs = cursor.fetchall()
         cursor = conn.execute(QUERIES["latest_run"])

@@ -27,6 +27,9 @@ class StudySettings(Protocol):
 
     artifact_root: Path  # where the study's run files go; the ledger is there by default
     workdir: Path  # the checkout its commands run from (its commit is the runs' provenance)
+    # The study's root folder: the ledger records paths under it relative to it and fingerprints
+    # the files under it by their path there, so a study that moves keeps its results.
+    root: Path
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ class Study(Protocol):
         """Before a run (or a dry run): the folders its jobs write into exist, and when
         `launching`, its commands can start. Raise PlanError or ConfigError otherwise."""
 
-    def write_plan(self, settings: StudySettings, jobs: list[Job]) -> list[Path]:
-        """A dry run: its files describing the plan (`jobs` in launch order, nothing run)."""
+    def write_plan(self, settings: StudySettings, jobs: list[Job], folder: Path) -> list[Path]:
+        """A dry run: its files describing the plan (`jobs` in launch order, nothing run), in
+        `folder`, never over the files that describe standing results."""
 
     def after_run(self, settings: StudySettings, run: RunRecord, warn: Callable[[str], None]) -> Path | None:
         """Its files after a run, from the ledger; returns the one to name to the user. A file

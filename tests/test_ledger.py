@@ -232,7 +232,7 @@ def test_the_queries_that_grow_with_the_study_use_an_index(tmp_path, query, inde
     path = tmp_path / "ledger.db"
     prepare(path)
     plan = [row[3] for row in sqlite3.connect(path).execute("EXPLAIN QUERY PLAN " + ledger_module.QUERIES[query],
-                                                              {"run_id": 1})]
+                                                              {"run_id": 1, "root": None})]
     assert any(index in step for step in plan), plan
     assert not any(step.startswith("SCAN a") or step.startswith("SCAN m") for step in plan), plan
 

@@ -41,8 +41,8 @@ def test_a_child_that_closes_its_stdout_early_is_judged_by_its_outputs(study):
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = attempts(study)
     assert row["state"] == "succeeded"
-    assert Path(row["stdout_log"]).read_text().endswith("closing stdout now\n")
-    assert "stdout is closed" in Path(row["stderr_log"]).read_text()
+    assert (study / row["stdout_log"]).read_text().endswith("closing stdout now\n")
+    assert "stdout is closed" in (study / row["stderr_log"]).read_text()
 
 
 ESCAPE_TWICE = """

@@ -140,6 +140,7 @@ def crash_run(trial: Trial, study: Path, env: dict, crash: tuple, out: Path) -> 
 def check_guarantees(trial: Trial, ledger: Path, launches: Path, mark: str) -> list[str]:
     """Every broken guarantee, as a sentence."""
     problems = []
+    study = ledger.parent.parent  # paths under the study's root are recorded relative to it
     conn = sqlite3.connect(ledger)
     conn.row_factory = sqlite3.Row
     try:
@@ -171,7 +172,7 @@ def check_guarantees(trial: Trial, ledger: Path, launches: Path, mark: str) -> l
         if state == "succeeded" and not succeeded:
             problems.append(f"{key}: job succeeded without a succeeded attempt")
         for a in succeeded:
-            rows, problem = read_metrics(MetricsCheck(Path(a["output_dir"]) / METRICS_FILE, EXPECTED_MODELS),
+            rows, problem = read_metrics(MetricsCheck(study / a["output_dir"] / METRICS_FILE, EXPECTED_MODELS),
                                          PriorFile(None))
             if problem:
                 problems.append(f"{key}: attempt {a['number']} succeeded but {problem}")
@@ -181,7 +182,7 @@ def check_guarantees(trial: Trial, ledger: Path, launches: Path, mark: str) -> l
     for a in attempts:
         if a["state"] == "running":
             problems.append(f"{a['key']}: attempt {a['number']} still running after the last run")
-        if a["pid"] is not None and not (Path(a["stdout_log"]).is_file() and Path(a["stderr_log"]).is_file()):
+        if a["pid"] is not None and not ((study / a["stdout_log"]).is_file() and (study / a["stderr_log"]).is_file()):
             problems.append(f"{a['key']}: attempt {a['number']} ran but its logs are missing")
         if a["state"] in ("succeeded", "superseded") and a["failure_class"]:
             problems.append(f"{a['key']}: success with failure class {a['failure_class']}")
@@ -194,7 +195,7 @@ def check_guarantees(trial: Trial, ledger: Path, launches: Path, mark: str) -> l
             problems.append(f"{launch['condition']}: process {launch['pid']} ran without an attempt row")
         elif attempt["pid"] is not None and attempt["pid"] != launch["pid"]:
             problems.append(f"{launch['condition']}: attempt records pid {attempt['pid']}, ran as {launch['pid']}")
-        elif not (Path(attempt["stdout_log"]).is_file() and Path(attempt["stderr_log"]).is_file()):
+        elif not ((study / attempt["stdout_log"]).is_file() and (study / attempt["stderr_log"]).is_file()):
             problems.append(f"{launch['condition']}: attempt {attempt['number']} ran but its logs are missing")
     if not runs or runs[-1]["outcome"] != "completed":
         problems.append(f"the last run did not complete: {runs[-1]['outcome'] if runs else 'no run'}")

@@ -64,7 +64,7 @@ def test_hostile_values_are_stored_in_the_ledger_as_data(tmp_path):
     assert result.returncode == 0, result.stderr
     ledger = study / "analysis/ledger.db"
     (job,) = ledger_rows(ledger, "SELECT * FROM jobs")
-    assert job["output_dir"] == str(study / "analysis/dose_1000/dense/train")
+    assert job["output_dir"] == "analysis/dose_1000/dense/train"  # relative to the study's root
     assert json.loads(job["labels"])["selection_strategy"] == HOSTILE
     (grid,) = ledger_rows(ledger, "SELECT selection_strategy FROM condition_grid")
     assert grid["selection_strategy"] == HOSTILE

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (ledger_rows, pid_alive, processes_with_env, run_runner, runner_cmd, runner_env,
+from helpers import (change_content, ledger_rows, pid_alive, processes_with_env, run_runner, runner_cmd, runner_env,
                       start_runner, wait_for)
 
 ONE = ("--dose", "1000", "--view", "dense", "--split", "train")
@@ -35,8 +35,8 @@ def test_a_full_run_succeeds_records_everything_and_writes_the_manifest(study, t
     rows = attempts(study)
     assert len(rows) == 12 and {r["state"] for r in rows} == {"succeeded"}
     assert all(r["pid"] and r["pgid"] == r["pid"] and r["process_start"] for r in rows)
-    assert all(Path(r["stdout_log"]).read_text().startswith("fake compare") for r in rows)
-    assert all("cuda warning noise" in Path(r["stderr_log"]).read_text() for r in rows)
+    assert all((study / r["stdout_log"]).read_text().startswith("fake compare") for r in rows)
+    assert all("cuda warning noise" in (study / r["stderr_log"]).read_text() for r in rows)
     calls = records(record)
     assert {c["order"] for c in calls} == {"PCI_BUS_ID"} and {c["cvd"] for c in calls} == {""}
     cores = len(os.sched_getaffinity(0))
@@ -156,8 +156,7 @@ def test_launch_error_is_recorded_not_raised(study):
 def test_resume_skips_successes_and_reruns_failures_and_changed_inputs(study):
     assert run_runner(study, behaviour={"dose_1000/sparse/test": {"exit": 1}}).returncode == 1
     assert len(attempts(study)) == 12
-    (study / "phase_c/dose_100000/patched_train.npz").touch()  # new mtime: changed input
-    os.utime(study / "phase_c/dose_100000/patched_train.npz", (1, 1))
+    change_content(study / "phase_c/dose_100000/patched_train.npz")
     result = run_runner(study)
     assert result.returncode == 0, result.stdout
     second = [r for r in attempts(study) if r["run_id"] == 2]
@@ -257,9 +256,9 @@ def test_dry_run_writes_the_plan_and_launches_nothing(study, tmp_path):
     assert result.returncode == 0
     assert not record.exists() and not (study / "analysis/ledger.db").exists()
     assert result.stdout.count("--pinn_dir") == 12
-    summary = (study / "analysis/comparison_summary.txt").read_text()
+    summary = (study / "analysis/dry_run/comparison_summary.txt").read_text()
     assert "  1. dose_1000/dense/train" in summary and " 12. dose_100000/sparse/test" in summary
-    manifest = json.loads((study / "analysis/comparison_manifest.json").read_text())
+    manifest = json.loads((study / "analysis/dry_run/comparison_manifest.json").read_text())
     assert manifest["n_jobs"] == 12 and manifest["n_executed"] == 0
 
 
@@ -281,9 +280,9 @@ def test_large_output_and_long_lines_stream_into_the_logs(study):
     result = run_runner(study, *ONE, behaviour={"*": {"spam_bytes": 100 << 20, "long_line": 200_000}})
     assert result.returncode == 0, result.stderr
     (row,) = attempts(study)
-    size = Path(row["stdout_log"]).stat().st_size
+    size = (study / row["stdout_log"]).stat().st_size
     assert size >= (100 << 20) + 200_000
-    with open(row["stdout_log"], "rb") as log:
+    with open(study / row["stdout_log"], "rb") as log:
         log.seek(-200_001, 2)
         assert log.read() == b"\n" + b"y" * 200_000
 

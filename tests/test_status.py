@@ -38,7 +38,7 @@ def test_status_json_is_machine_readable(study):
     # The same fields as the query the text table is rendered from (SLURM's among them), and the
     # job's labels beside them: the study's words for its condition.
     from runner.ledger import QUERIES
-    rows = ledger_rows(study / "analysis/ledger.db", QUERIES["status_jobs"])
+    rows = ledger_rows(study / "analysis/ledger.db", QUERIES["status_jobs"], {"root": None})
     assert set(snap["jobs"][0]) == set(rows[0].keys()) | {"phase", "dose", "view", "split", "selection_strategy",
                                                           "acceptance_rate", "spacing_threshold", "n_accepted",
                                                           "n_rejected"}
