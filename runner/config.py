@@ -72,6 +72,7 @@ class Settings:
     mem: str | None = None
     sbatch_args: tuple[str, ...] = ()
     on_interrupt: OnInterrupt = OnInterrupt.CANCEL
+    node_root: Path | None = None  # the study's root folder on the compute nodes (None: the same path)
 
 
 # Settings whose value is one of an enum's, with the flag that names them.
@@ -80,7 +81,7 @@ CHOICES: dict[str, type[enum.Enum]] = {"backend": Backend, "order": Order, "on_i
 # The TOML type each key may have (a list holds values of the scalar types), and in words.
 TEXT, NUMBER = (str,), (int, float)
 TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "ledger": (TEXT, "a path"),
+    **{key: (TEXT, "a path") for key in ("ledger", "node_root")},
     "jobs_per_gpu": ((int, dict), "an integer or a table such as {E = 1, F = 2, G = 4}"),
     **{key: ((int,), "an integer") for key in ("max_parallel", "retries")},
     **{key: (NUMBER, "a number of seconds") for key in ("timeout", "grace")},
@@ -157,6 +158,17 @@ def path(value: Any, name: str, base: Path) -> Path:
     return (base / found).resolve() if not found.is_absolute() else found.resolve()
 
 
+def node_path(value: Any, name: str) -> Path:
+    """A path as the compute nodes see it: absolute, and normalized without this host's symbolic
+    links (it need not exist here)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ConfigError(f"{name} must be a folder path")
+    if not os.path.isabs(value):
+        raise ConfigError(f"{name} must be an absolute path (the folder as the compute nodes see it), "
+                          f"got {str(value)!r}")
+    return Path(os.path.normpath(value))
+
+
 def integer(value: Any, name: str, minimum: int) -> int:
     try:
         number = int(float(value)) if isinstance(value, str) else value
@@ -224,14 +236,17 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
     for arg in sbatch_args:
         if str(arg).split("=", 1)[0] in OWN_SBATCH_OPTIONS:
             raise ConfigError(f"--sbatch-arg {arg!r}: the runner sets {str(arg).split('=', 1)[0]} itself")
-    slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem") if merged.get(n) is not None]
+    slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem", "node_root")
+                   if merged.get(n) is not None]
     if backend is Backend.LOCAL and (slurm_given or sbatch_args):
         name = slurm_given[0] if slurm_given else "sbatch_arg"
         raise ConfigError(f"--{name.replace('_', '-')} applies to --backend slurm only")
     if backend is Backend.SLURM and merged.get("timeout") is not None:
         raise ConfigError("--timeout counts queueing time on SLURM; give SLURM's limit with --time instead")
     cpus = merged.get("cpus_per_task")
+    node_root = merged.get("node_root")
     return dict(values, backend=backend, on_interrupt=on_interrupt,
+                node_root=node_path(node_root, "--node-root") if node_root is not None else None,
                 cpus_per_task=integer(cpus, "--cpus-per-task", 1) if cpus is not None else None,
                 sbatch_args=tuple(str(a) for a in sbatch_args))
 

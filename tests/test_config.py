@@ -1,5 +1,7 @@
 """Settings: TOML file plus flags, flags win, every mistake a ConfigError."""
 
+from pathlib import Path
+
 import pytest
 
 from helpers import plan, settings
@@ -126,3 +128,36 @@ def test_every_flag_is_a_key_of_the_config_file_with_a_type_check():
     flags = {action.dest for action in run._actions} - {"help", "config"}
     assert flags <= set(config.TOML_TYPES) | set(STUDY_TYPES)
     assert not set(config.TOML_TYPES) & set(STUDY_TYPES)  # each key has one owner
+
+
+def test_node_root_from_the_flag_and_from_run_in_the_toml_file(study, tmp_path):
+    # The nodes' path need not exist here, and is kept as written (normalized), never resolved
+    # through this host's links: the link below stands for the nodes' mount.
+    mount = tmp_path / "node_mount"
+    mount.symlink_to(study, target_is_directory=True)
+    flag = build_settings({"study_root": str(study), "backend": "slurm", "node_root": "/scratch/u/study/"})
+    assert flag.node_root == Path("/scratch/u/study")
+    config = tmp_path / "runner.toml"
+    config.write_text(f'[run]\nbackend = "slurm"\nnode_root = "{mount}"\n[study]\nstudy_root = "study"\n')
+    from_file = build_settings({"config": str(config)}, cwd=tmp_path)
+    assert from_file.node_root == mount
+    assert build_settings({"config": str(config), "node_root": "/nodes/study"}, cwd=tmp_path).node_root == \
+        Path("/nodes/study")  # the flag wins
+    assert build_settings({"study_root": str(study), "backend": "slurm"}).node_root is None  # default: same path
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"node_root": "/scratch/u/study"}, r"^--node-root applies to --backend slurm only$"),
+    ({"backend": "local", "node_root": "/scratch/u/study"}, r"^--node-root applies to --backend slurm only$"),
+    ({"backend": "slurm", "node_root": "scratch/study"}, "--node-root must be an absolute path"),
+])
+def test_node_root_errors_are_one_line(study, values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_settings({"study_root": str(study), **values})
+
+
+def test_node_root_in_the_file_must_be_a_path(study, tmp_path):
+    config = tmp_path / "runner.toml"
+    config.write_text('[run]\nbackend = "slurm"\nnode_root = 3\n[study]\nstudy_root = "study"\n')
+    with pytest.raises(ConfigError, match="node_root = 3 should be a path"):
+        build_settings({"config": str(config)}, cwd=tmp_path)

@@ -1,7 +1,11 @@
 """The SLURM executor's pieces that need no cluster: the batch script's quoting (run by a real
-/bin/sh), SLURM states and exit codes mapped onto ours, and the SLURM settings."""
+/bin/sh), the study root's path on the nodes (a fake sbatch on PATH), SLURM states and exit codes
+mapped onto ours, and the SLURM settings."""
 
+import asyncio
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +15,9 @@ import pytest
 from helpers import run_runner, runner_env
 from helpers import settings
 from runner.config import ConfigError
-from runner.executors import Ended
-from runner.executors.slurm import ACTIVE, JobStatus, batch_script, ended_from, exit_of_status
+from runner.executors import Ended, LaunchSpec
+from runner.executors.slurm import (ACTIVE, JobStatus, SlurmExecutor, SlurmOptions, batch_script, ended_from,
+                                    exit_of_status, to_node)
 from runner.jobs import FailureClass, Job
 from runner.retry import NOT_RETRIED
 from runner.results import Ending, Facts, judge
@@ -31,6 +36,101 @@ def test_the_batch_script_hands_every_argv_element_over_unchanged(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == nasty
     assert not (tmp_path / "pwned").exists()
+
+
+HOME_ROOT = ("/home/u/study", "/scratch/u/study")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/home/u/study", "/scratch/u/study"),
+    ("/home/u/study/", "/scratch/u/study/"),
+    ("/home/u/study/analysis/dose_1000/x.npz", "/scratch/u/study/analysis/dose_1000/x.npz"),
+    ("/home/u/study2", "/home/u/study2"),  # a sibling sharing the prefix is not under the root
+    ("/home/u/study2/a", "/home/u/study2/a"),
+    ("/home/u/studyx/a", "/home/u/studyx/a"),
+    ("/home/u", "/home/u"),
+    ("/usr/bin/python3", "/usr/bin/python3"),  # outside the study: as it is
+    ("home/u/study/a", "home/u/study/a"),  # relative: not the root
+    ("x/home/u/study/a", "x/home/u/study/a"),
+    ("--x=/home/u/study/a", "--x=/scratch/u/study/a"),
+    ("--x=/home/u/study", "--x=/scratch/u/study"),
+    ("--x=/home/u/study2/a", "--x=/home/u/study2/a"),
+    ("--x=/usr/lib", "--x=/usr/lib"),
+    ("--x=y=/home/u/study/a", "--x=y=/home/u/study/a"),  # only right after the first '='
+    ("/home/u/study/a=b", "/scratch/u/study/a=b"),  # a path holding '=' is whole first
+    ("--dose", "--dose"),
+    ("", ""),
+])
+def test_to_node_moves_paths_under_the_study_root_only_at_a_path_boundary(text, expected):
+    assert to_node(text, HOME_ROOT) == expected
+    assert to_node(text, None) == text
+
+
+def test_to_node_with_a_root_written_with_a_trailing_slash_or_the_filesystem_root():
+    assert to_node("/home/u/study/a", ("/home/u/study/", "/scratch/u/study/")) == "/scratch/u/study/a"
+    assert to_node("/home/u/study2", ("/home/u/study/", "/scratch/u/study")) == "/home/u/study2"
+    assert to_node("/a/b", ("/", "/mnt")) == "/mnt/a/b"
+    assert to_node("/", ("/", "/mnt")) == "/mnt"
+
+
+def fake_sbatch(tmp_path: Path) -> tuple[dict, Path]:
+    """An environment whose PATH finds an sbatch that records its argv and answers a job id."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "sbatch_argv.json"
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                      "open(os.environ['FAKE_SBATCH_RECORD'], 'w').write(json.dumps(sys.argv[1:]))\n"
+                      "print('4242;runnertest')\n")
+    sbatch.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "FAKE_SBATCH_RECORD": str(record)}
+    return env, record
+
+
+def launch(tmp_path: Path, options: SlurmOptions, argv: tuple[str, ...], cwd: Path, logs: Path):
+    env, record = fake_sbatch(tmp_path)
+    spec = LaunchSpec(argv, cwd, env, logs / "attempt-1.stdout.log", logs / "attempt-1.stderr.log", "tok123")
+    handle = asyncio.run(SlurmExecutor(options).launch(spec))
+    return handle, json.loads(record.read_text()), logs / "attempt-1.sbatch"
+
+
+def test_launch_hands_slurm_the_nodes_paths_and_keeps_the_host_script_path(tmp_path):
+    host = tmp_path / "study"
+    node = tmp_path / "node_mount"  # the nodes' mount of the study: here a link to it
+    node.symlink_to(host, target_is_directory=True)
+    work, logs = host / "analysis/dose_1000/dense/train", host / "analysis/logs/dose_1000/dense/train"
+    work.mkdir(parents=True)
+    sibling = f"{host}2/x"  # shares the root's prefix, not under it
+    argv = (sys.executable, "-c", "import pathlib, sys; [pathlib.Path(a).write_text(a) for a in sys.argv[1:3]]",
+            str(work / "out.txt"), f"{work}/eq.txt", f"--out={work}/metrics.csv", sibling, "--dose", "1000")
+    handle, sbatch_argv, script = launch(tmp_path, SlurmOptions(node_paths=(str(host), str(node))), argv, work, logs)
+    assert handle.job_id == "4242"
+    node_work, node_logs = node / "analysis/dose_1000/dense/train", node / "analysis/logs/dose_1000/dense/train"
+    assert f"--chdir={node_work}" in sbatch_argv
+    assert f"--output={node_logs}/attempt-1.stdout.log" in sbatch_argv
+    assert f"--error={node_logs}/attempt-1.stderr.log" in sbatch_argv
+    assert "--job-name=runner-tok123" in sbatch_argv  # what find/recover look the job up by
+    assert sbatch_argv[-1] == str(script)  # sbatch reads the script here, at the host's path
+    assert script.is_file() and (logs / "attempt-1.stdout.log").is_file()  # written at the host's paths
+    exec_line = script.read_text().splitlines()[-1]
+    assert exec_line == "exec " + shlex.join((sys.executable, *argv[1:3], str(node_work / "out.txt"),
+                                              f"{node_work}/eq.txt", f"--out={node_work}/metrics.csv",
+                                              sibling, "--dose", "1000"))
+    assert str(host) + "/" not in exec_line  # only the nodes' paths of the study
+    # Run on a "node" (here, through the link), the job writes its outputs into the study.
+    result = subprocess.run(["/bin/sh", str(script)], cwd=node_work, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (work / "out.txt").read_text() == str(node_work / "out.txt")
+
+
+def test_launch_without_node_paths_hands_slurm_the_host_paths(tmp_path):
+    work = tmp_path / "study/work"
+    work.mkdir(parents=True)
+    argv = ("/bin/true", str(work / "out"), f"--x={work}/y")
+    _, sbatch_argv, script = launch(tmp_path, SlurmOptions(), argv, work, tmp_path / "study/logs")
+    assert f"--chdir={work}" in sbatch_argv and sbatch_argv[-1] == str(script)
+    assert f"--output={tmp_path}/study/logs/attempt-1.stdout.log" in sbatch_argv
+    assert script.read_text().splitlines()[-1] == "exec " + shlex.join(argv)
 
 
 @pytest.mark.parametrize("raw, exit", [("0", "0:0"), ("768", "3:0"), ("9", "0:9"), ("15", "0:15"),

@@ -5,6 +5,7 @@ command is the attempt's argv, every element quoted (no shell string is built fr
 The job writes into the attempt's two log files, which the runner creates first, exclusively,
 as it does locally. SLURM sets CUDA_VISIBLE_DEVICES on the node. One `squeue` call per poll
 serves every job being followed; a cluster that stops answering is waited out with backoff.
+Where the nodes mount the study's root at another path, what SLURM is handed names theirs (to_node).
 Without accounting (no `sacct`), a finished job stays visible to squeue for MinJobAge seconds.
 """
 
@@ -47,6 +48,7 @@ class SlurmOptions:
     poll_min: float = 1.0  # seconds between polls right after a change...
     poll_max: float = 10.0  # ...growing to this while nothing changes
     outage_max: float = 60.0  # longest wait between polls while the cluster does not answer
+    node_paths: tuple[str, str] | None = None  # (study root here, study root on the nodes): see to_node
 
     def sbatch_options(self) -> list[str]:
         opts = ["--gres=gpu:1"]
@@ -84,6 +86,32 @@ def batch_script(argv: tuple[str, ...], token: str) -> str:
     return ("#!/bin/sh\n"
             f"# runner attempt {token}: the command below is the attempt's argv, quoted.\n"
             f"exec {shlex.join(argv)}\n")
+
+
+def to_node(text: str, paths: tuple[str, str] | None) -> str:
+    """`text` as the compute nodes must read it. They may mount the study's root at another path
+    than this host (`paths` = (root here, root there)): a path that is the root or under it (at a
+    '/' boundary), whole or after the first '=' (`--flag=/root/x`), is moved to the nodes' root.
+    Anything else, such as an interpreter outside the study, is left as it is. Only what is
+    handed to SLURM goes through this; the runner itself keeps reading the host's paths."""
+    if not paths:
+        return text
+    host, node = paths
+    under = host.rstrip("/") + "/"
+
+    def moved(path: str) -> str | None:
+        if path == host:
+            return node
+        if path.startswith(under):
+            return node.rstrip("/") + "/" + path[len(under):]
+        return None
+
+    whole = moved(text)
+    if whole is not None:
+        return whole
+    flag, equals, value = text.partition("=")
+    after = moved(value) if equals else None
+    return text if after is None else f"{flag}={after}"
 
 
 def log_pattern(path: Path) -> str:
@@ -151,18 +179,22 @@ class SlurmExecutor:
     # -- submit ---------------------------------------------------------------------------------
     async def launch(self, spec: LaunchSpec) -> SlurmHandle:
         script = spec.stdout_log.with_name(spec.stdout_log.name.replace(".stdout.log", ".sbatch"))
+        paths = self.options.node_paths
         try:
             spec.stdout_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             for log_path in (spec.stdout_log, spec.stderr_log):
                 os.close(open_log(log_path))  # ours, fresh, 0600; the job appends to it
             fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o700)
             with os.fdopen(fd, "w") as f:
-                f.write(batch_script(spec.argv, spec.token))
+                f.write(batch_script(tuple(to_node(arg, paths) for arg in spec.argv), spec.token))
         except OSError as exc:
             raise LaunchError(f"cannot create {exc.filename}: {exc.strerror}", exc.errno) from None
         name = f"runner-{spec.token}"
-        argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={spec.cwd}", "--export=ALL",
-                f"--output={log_pattern(spec.stdout_log)}", f"--error={log_pattern(spec.stderr_log)}",
+        # What the job reads and writes, in the nodes' paths; sbatch reads the script here.
+        cwd, stdout_log, stderr_log = (Path(to_node(str(p), paths))
+                                       for p in (spec.cwd, spec.stdout_log, spec.stderr_log))
+        argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={cwd}", "--export=ALL",
+                f"--output={log_pattern(stdout_log)}", f"--error={log_pattern(stderr_log)}",
                 "--open-mode=append", *self.options.sbatch_options(), str(script)]
         env = dict(spec.env)
         env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM sets it on the node for the GPU it gives

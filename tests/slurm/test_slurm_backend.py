@@ -70,8 +70,8 @@ def test_a_study_runs_to_completion_through_slurm_with_the_same_ledger_rows_as_l
         assert (row["backend"], row["slurm_node"], row["slurm_state"], row["slurm_exit"]) == \
             ("slurm", "localhost", "COMPLETED", "0:0")
         assert row["slurm_job_id"].isdigit() and row["pid"] is None
-        assert Path(row["stdout_log"]).read_text().startswith("fake compare")  # the job's own log
-        assert "cuda warning noise" in Path(row["stderr_log"]).read_text()
+        assert (study / row["stdout_log"]).read_text().startswith("fake compare")  # the job's own log
+        assert "cuda warning noise" in (study / row["stderr_log"]).read_text()
     metric_counts = [ledger_rows(ledger(s), "SELECT COUNT(*) FROM study_metrics")[0][0] for s in (study, local_study)]
     assert metric_counts[0] == metric_counts[1] == 4 * 12
     states = ledger_rows(ledger(study), "SELECT DISTINCT state FROM jobs")
@@ -260,7 +260,7 @@ def test_paths_with_spaces_quotes_and_dollars_reach_the_job_unchanged(tmp_path, 
     (row,) = attempts(odd)
     assert call["argv"] == json.loads(row["argv"])[2:]  # after the interpreter and script
     assert str(odd / "analysis/dose_1000/dense/train") in call["argv"]
-    assert Path(row["stdout_log"]).read_text().startswith("fake compare")  # %j not expanded
+    assert (odd / row["stdout_log"]).read_text().startswith("fake compare")  # %j not expanded
     assert not list(tmp_path.rglob("pwned"))
 
 
@@ -316,3 +316,36 @@ def test_the_job_graph_runs_on_slurm_and_a_failed_training_leaves_nothing_queued
         assert started >= max(ended["E/dose_1000/sparse"], ended["E/dose_1000/baseline"])
     for row in rows:
         assert squeue_state(row["slurm_job_id"]) in ("", "COMPLETED", "FAILED")
+
+
+def test_nodes_that_mount_the_study_at_another_path_are_handed_their_paths(tmp_path, slurm_conf):
+    """[run] node_root: the nodes see the study at another path (here a link, node_mount -> study).
+    The batch script, the working folder and the log paths SLURM gets name the nodes' paths; the
+    job writes its outputs through them and the runner checks them at the host's."""
+    study = make_study(tmp_path / "study", doses=(1000,))
+    node = tmp_path / "node_mount"
+    node.symlink_to(study, target_is_directory=True)
+    config = tmp_path / "runner.toml"
+    config.write_text(f'[run]\nnode_root = "{node}"\n')
+    record = tmp_path / "calls.jsonl"
+    result = run_runner(study, *ONE, *SLURM, "--config", str(config), record=record, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (row,) = attempts(study)
+    assert (row["state"], row["slurm_state"]) == ("succeeded", "COMPLETED")
+    (call,) = records(record)
+    out_dir = "analysis/dose_1000/dense/train"
+    assert str(node / out_dir) in call["argv"]  # the job was given the nodes' path...
+    assert (study / out_dir / "comparison_metrics.csv").is_file()  # ...and wrote through it
+    assert not any(str(study) in arg for arg in call["argv"])
+    stdout_log, stderr_log = study / row["stdout_log"], study / row["stderr_log"]  # recorded under the root
+    assert stdout_log.read_text().startswith("fake compare")  # the runner's own reads: at the host's paths
+    script = Path(str(stdout_log).replace(".stdout.log", ".sbatch")).read_text()
+    exec_line = script.splitlines()[-1]
+    assert str(node / out_dir) in exec_line and str(study) not in exec_line
+    shown = subprocess.run(["scontrol", "show", "job", row["slurm_job_id"]], capture_output=True, text=True,
+                           timeout=60).stdout  # SLURM remembers a finished job for MinJobAge (300 s)
+    fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+    assert fields["WorkDir"] == str(node)
+    assert fields["StdOut"] == str(node / row["stdout_log"])
+    assert fields["StdErr"] == str(node / row["stderr_log"])
+    assert fields["Command"] == str(stdout_log).replace(".stdout.log", ".sbatch")  # read here, by sbatch
