@@ -39,7 +39,7 @@ schema:
 
 # The main job until the demo study lands: run every comparison of the study in STUDY.
 run: setup
-	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (the folder holding phase_c ... phase_f)"; exit 2; }
+	@test -n "$(STUDY)" || { echo "make run: give STUDY=/path/to/study (a hub: data/phase_c ... phase_f, or a folder holding phase_c ... phase_f)"; exit 2; }
 	$(BIN)/python -m runner run --study-root '$(STUDY)' $(ARGS)
 
 # The main job: generate the demo study's data (Phases C and D, or reuse them), then run its

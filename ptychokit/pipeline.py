@@ -1,6 +1,8 @@
-"""The study's data and how to run the rest of it: writes the STUDY.md §3 folders under one root.
+"""The study's data and how to run the rest of it, as PtychoPINN's hub (STUDY.md §3, §9):
+HUB/data/phase_c .. phase_f, HUB/analysis (the runner's), HUB/cli (the commands' logs).
 
-Phase C simulates, D selects the overlap views; `runner.toml` says how the runner trains the
+Phase C simulates, D selects the overlap views, each logging to HUB/cli under the name
+PtychoPINN's orchestrator gives the same step; `runner.toml` says how the runner trains the
 models (E), reconstructs with Pty-Chi (F) and compares (G) them, with the preset's schedule and
 solver. Every phase reads what the one before wrote, so the files on disk are the only hand-over,
 as they are for the real study.
@@ -8,6 +10,7 @@ as they are for the real study.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -25,10 +28,28 @@ from ptychokit.views import select_view
 
 log = logging.getLogger(__name__)
 
+DATA = "data"  # the hub's folder of phase_c .. phase_f
+CLI = "cli"  # the hub's folder of command logs
+
+
+@contextlib.contextmanager
+def logged_to(path: Path):
+    """This module's log lines also go to `path` (a HUB/cli log) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
 
 def phase_c(root: Path, preset: Preset, seed: int) -> None:
-    """Simulate the scene once and measure it at every dose: phase_c/dose_D/patched_{split}.npz,
-    with `_metadata` (dose, seed, preset and the `data_transformations` that made it)."""
+    """Simulate the scene once and measure it at every dose: phase_c/dose_D/patched_{split}.npz
+    under `root` (the hub's data folder), with `_metadata` (dose, seed, preset and the
+    `data_transformations` that made it)."""
     scene = make_scene(preset, seed)
     log.info("[C] object %dx%d, probe %dx%d, %d scan positions", *scene.object.shape,
              *scene.probe.shape, scene.xcoords.size)
@@ -41,20 +62,18 @@ def phase_c(root: Path, preset: Preset, seed: int) -> None:
                      data.diffraction.shape[0], mean_counts)
 
 
-def phase_d(root: Path, preset: Preset) -> None:
-    """Select each view of each split: phase_d/dose_D/{view}/{view}_{split}.npz with _metadata."""
+def phase_d(root: Path, preset: Preset, view: str) -> None:
+    """Select the view of each split: phase_d/dose_D/{view}/{view}_{split}.npz with _metadata."""
     for dose in preset.doses:
-        for view, overlap in VIEWS.items():
-            for split in SPLITS:
-                data = read_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
-                chosen = select_view(data.xcoords, data.ycoords, view, overlap, preset.patch_size)
-                meta = {**chosen.metadata, "dose": dose, "split": split}
-                subset = replace(data.subset(chosen.indices), metadata=meta)
-                write_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz",
-                                 subset)
-                log.info("[D] dose %d %s %s: kept %d of %d (%s, spacing >= %.1f px)", dose, view,
-                         split, meta["n_accepted"], meta["n_positions"], meta["selection_strategy"],
-                         meta["spacing_threshold"])
+        for split in SPLITS:
+            data = read_ptycho_npz(root / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
+            chosen = select_view(data.xcoords, data.ycoords, view, VIEWS[view], preset.patch_size)
+            meta = {**chosen.metadata, "dose": dose, "split": split}
+            subset = replace(data.subset(chosen.indices), metadata=meta)
+            write_ptycho_npz(root / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz", subset)
+            log.info("[D] dose %d %s %s: kept %d of %d (%s, spacing >= %.1f px)", dose, view,
+                     split, meta["n_accepted"], meta["n_positions"], meta["selection_strategy"],
+                     meta["spacing_threshold"])
 
 
 def training_options(preset: Preset, seed: int) -> list[str]:
@@ -87,7 +106,7 @@ def write_runner_config(root: Path, preset: Preset, seed: int) -> Path:
             f"#   python -m runner run --config {RUNNER_CONFIG}\n"
             "# Paths are relative to this file. Flags given on the command line win.\n"
             "\n[study]  # what to run: the folders, the phases and their commands\n"
-            'study_root = "."\n'
+            'hub = "."  # PtychoPINN\'s hub: data/phase_c .. phase_f, analysis, cli\n'
             'phases = ["E", "F", "G"]\n'
             f"train_args = {listed(training_options(preset, seed))}\n"
             f"recon_args = {listed(reconstruction_options(_ptychi_settings(preset, seed, 'auto')))}\n"
@@ -107,18 +126,24 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 DATA_PHASES = ("C", "D")
 
 
-def run_data(root: Path, preset: Preset, seed: int, phases: tuple[str, ...] = DATA_PHASES) -> dict[str, float]:
-    """The chosen data phases (C, D) into `root`, in order, then runner.toml; returns the seconds
-    each took."""
-    steps = {"C": lambda: phase_c(root, preset, seed), "D": lambda: phase_d(root, preset)}
+def run_data(hub: Path, preset: Preset, seed: int, phases: tuple[str, ...] = DATA_PHASES) -> dict[str, float]:
+    """The chosen data phases (C, D) into the hub's data folder, in order, each logged to HUB/cli
+    as PtychoPINN's orchestrator names it (phase_c_generation.log, phase_d_<view>.log), then
+    runner.toml; returns the seconds each took."""
+    data = hub / DATA
+    steps = {"C": [(hub / CLI / "phase_c_generation.log", lambda: phase_c(data, preset, seed))],
+             "D": [(hub / CLI / f"phase_d_{view}.log", lambda view=view: phase_d(data, preset, view))
+                   for view in VIEWS]}
     timings: dict[str, float] = {}
     for name in (p for p in DATA_PHASES if p in phases):
         start = time.perf_counter()
-        steps[name]()
+        for log_file, step in steps[name]:
+            with logged_to(log_file):
+                step()
         timings[name] = round(time.perf_counter() - start, 2)
         log.info("phase %s done in %.1f s", name, timings[name])
-        record_timings(root, preset, seed, {name: timings[name]})
-    write_runner_config(root, preset, seed)  # last: its presence says the data is complete
+        record_timings(hub, preset, seed, {name: timings[name]})
+    write_runner_config(hub, preset, seed)  # last: its presence says the data is complete
     return timings
 
 

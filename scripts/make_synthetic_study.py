@@ -1,4 +1,5 @@
-"""Generate the synthetic ptychography study (Phases C-F) into one output folder.
+"""Generate the synthetic ptychography study (Phases C-F) as PtychoPINN's hub in one folder:
+DIR/data/phase_c .. phase_f, DIR/analysis (the runner's ledger, logs and comparisons), DIR/cli.
 
     python scripts/make_synthetic_study.py --out DIR [--preset tiny|demo|full] [--doses 1000 ...]
         [--seed 42] [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
@@ -34,8 +35,9 @@ from ptychokit.cli_args import OneLineParser, UsageError  # noqa: E402
 
 PROG = "make_synthetic_study"
 REPO = Path(__file__).resolve().parent.parent
-PHASE_FOLDERS = {"C": "phase_c", "D": "phase_d", "E": "phase_e", "F": "phase_f"}
+PHASE_FOLDERS = {"C": "data/phase_c", "D": "data/phase_d", "E": "data/phase_e", "F": "data/phase_f"}
 RESULTS_FOLDER = "analysis"  # the runner's artifact root: its ledger, logs and comparisons
+CLI_FOLDER = "cli"  # the commands' logs
 NEEDS = {"D": "C", "E": "D", "F": "D"}  # the phase whose files a phase reads
 
 
@@ -118,6 +120,7 @@ def _prepare(out: Path, phases: tuple[str, ...]) -> None:
         (out / "study.json").unlink(missing_ok=True)
         (out / "runner.toml").unlink(missing_ok=True)
         shutil.rmtree(out / RESULTS_FOLDER, ignore_errors=True)
+        shutil.rmtree(out / CLI_FOLDER, ignore_errors=True)
     for phase in (PHASE_FOLDERS if "C" in phases else phases):
         shutil.rmtree(out / PHASE_FOLDERS[phase], ignore_errors=True)
 

@@ -106,7 +106,7 @@ def test_the_manifest_lists_each_jobs_inputs_and_the_filters_as_given(study):
 
 def test_a_dry_run_manifest_lists_the_jobs_and_filters_too(study):
     assert run_runner(study, "--dry-run", "--split", "test", "--split", "train").returncode == 0
-    manifest = json.loads((study / "analysis/comparison_manifest.json").read_text())
+    manifest = json.loads((study / "analysis/dry_run/comparison_manifest.json").read_text())
     assert manifest["filters"] == {"dose": None, "view": None, "split": ["test", "train"]}
     assert len(manifest["jobs"]) == 12 and all(job["phase_c_npz"] and job["command"] for job in manifest["jobs"])
 

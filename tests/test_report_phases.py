@@ -54,7 +54,7 @@ def test_trainings_and_reconstructions_are_reported_beside_the_comparisons(bare_
     assert "Phase E: 3 trainings, 2 succeeded, 1 failed" in result.stdout
     dense = line_of(result.stdout, "E/dose_1000/dense")
     assert "loss 0.25" in dense and "held-out n/a" in dense and "2 steps" in dense and dense.endswith("cpu")
-    assert line_of(result.stdout, "E/dose_1000/sparse").endswith(f"failed (exit_code) {log}")
+    assert line_of(result.stdout, "E/dose_1000/sparse").endswith(f"failed (exit_code) {study / log}")
     assert "Phase F: 4 reconstructions, 4 succeeded" in result.stdout
     assert "final cost 1.5  3 iterations  0.5 s" in line_of(result.stdout, "F/dose_1000/sparse/test")
     assert result.stdout.splitlines()[-1] == f"trainings and reconstructions: {out / 'phase_summary.json'}"
@@ -68,7 +68,7 @@ def test_trainings_and_reconstructions_are_reported_beside_the_comparisons(bare_
     assert training["E/dose_1000/dense"]["model_dir"] == str(study / "phase_e/dose_1000/dense/gs2")
     failed = training["E/dose_1000/sparse"]
     assert (failed["state"], failed["failure_class"], failed["log_path"], failed["final_loss"]) == \
-        ("failed", "exit_code", log, None)
+        ("failed", "exit_code", str(study / log), None)
     assert {(r["view"], r["split"], r["state"], r["final_cost"], r["n_iterations"], r["computation_time_s"])
             for r in phases["reconstructions"]} == {(v, s, "succeeded", 1.5, 3, 0.5)
                                                     for v in ("dense", "sparse") for s in ("train", "test")}

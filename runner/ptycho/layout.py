@@ -1,4 +1,9 @@
-"""Every path, file name and job key of a ptychography study, written once (STUDY.md §3):
+"""Every path, file name and job key of a ptychography study, written once (STUDY.md §3, §9).
+
+A study is PtychoPINN's hub (`--hub HUB`): HUB/data/phase_c .. HUB/data/phase_f, HUB/analysis
+(Phase G's artifact root) and HUB/cli (the commands' logs under their orchestrator's names); or,
+as earlier studies of this runner are, one folder holding phase_c .. phase_f and analysis; or
+folders given one by one. Within them:
 
     phase_c/dose_D/patched_{split}.npz                    simulated data (Phase C)
     phase_d/dose_D/{view}/{view}_{split}.npz              overlap views (Phase D; or {split}.npz)
@@ -24,6 +29,10 @@ SPLITS = ("train", "test")
 BASELINE = "baseline"  # the model of a training that is not a view's PINN
 PHASE_FOLDERS = ("phase_c", "phase_d", "phase_e", "phase_f")
 ARTIFACTS = "analysis"  # a study's Phase G artifact root, PtychoPINN's `<hub>/analysis`
+HUB_DATA = "data"  # a hub's folder of phase_c .. phase_f
+CLI_LOGS = "cli"  # a hub's folder of command logs
+METRICS_SUMMARY_MD = "metrics_summary.md"  # PtychoPINN's summariser's Markdown beside the JSON
+INVENTORY = "artifact_inventory.txt"  # every file of the hub, relative to it (their verifier's)
 
 MODEL_FILES = ("model.pt", "model.json")  # what scripts/train_model.py writes, its summary last
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
@@ -70,21 +79,60 @@ class Layout:
     phase_e: Path
     phase_f: Path
     artifacts: Path  # Phase G's artifact root: comparisons, logs, the run's files, the ledger
+    # The study's root: its files are recorded relative to it (the study moves as one folder).
+    root: Path | None = None  # None: the folder holding every one of the above
+    is_hub: bool = False  # PtychoPINN's hub layout (then root is the hub, and HUB/cli is kept)
 
     @classmethod
     def of_study(cls, root: Path) -> Layout:
-        return cls(root / "phase_c", root / "phase_d", root / "phase_e", root / "phase_f", root / ARTIFACTS)
-
-    # The ledger keeps these with each run, so that `report` finds the study from the ledger alone.
-    def to_json(self) -> dict[str, str | None]:
-        return {"phase_c_root": str(self.phase_c), "phase_d_root": self.phase_d and str(self.phase_d),
-                "phase_e_root": str(self.phase_e), "phase_f_root": str(self.phase_f),
-                "artifact_root": str(self.artifacts)}
+        """One folder holding phase_c .. phase_f and analysis (this runner's earlier studies)."""
+        return cls(root / "phase_c", root / "phase_d", root / "phase_e", root / "phase_f", root / ARTIFACTS, root)
 
     @classmethod
-    def from_json(cls, data: dict) -> Layout:
-        return cls(Path(data["phase_c_root"]), Path(data["phase_d_root"]) if data.get("phase_d_root") else None,
-                   Path(data["phase_e_root"]), Path(data["phase_f_root"]), Path(data["artifact_root"]))
+    def of_hub(cls, hub: Path) -> Layout:
+        """PtychoPINN's hub: HUB/data/phase_c .. phase_f, HUB/analysis, HUB/cli."""
+        data = hub / HUB_DATA
+        return cls(data / "phase_c", data / "phase_d", data / "phase_e", data / "phase_f", hub / ARTIFACTS, hub, True)
+
+    @classmethod
+    def found_in(cls, folder: Path) -> Layout:
+        """The layout of a study folder, found by looking: a hub when it has data/phase_c, or
+        data/ but no phase_c (a hub whose Phase C is yet to come), else the earlier layout."""
+        if (folder / HUB_DATA / "phase_c").is_dir() or ((folder / HUB_DATA).is_dir() and not (folder / "phase_c").exists()):
+            return cls.of_hub(folder)
+        return cls.of_study(folder)
+
+    @property
+    def study_root(self) -> Path:
+        """The study's root: given, else the deepest folder holding all of its folders."""
+        if self.root is not None:
+            return self.root
+        folders = [str(p) for p in (self.phase_c, self.phase_d, self.phase_e, self.phase_f, self.artifacts) if p]
+        return Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+
+    # The ledger keeps these with each run, so that `report` finds the study from the ledger alone:
+    # relative to the study's root, so that it finds them after the study moved.
+    def to_json(self) -> dict[str, str | bool | None]:
+        root = os.path.abspath(self.study_root)
+
+        def shown(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            relative = os.path.relpath(os.path.abspath(path), root)
+            return str(path) if relative.startswith("..") else Path(relative).as_posix()
+        return {"phase_c_root": shown(self.phase_c), "phase_d_root": shown(self.phase_d),
+                "phase_e_root": shown(self.phase_e), "phase_f_root": shown(self.phase_f),
+                "artifact_root": shown(self.artifacts), "hub": self.is_hub}
+
+    @classmethod
+    def from_json(cls, data: dict, root: str | None = None) -> Layout:
+        """The layout a run recorded; relative folders are under `root`, the study's root as the
+        ledger finds it now (older runs recorded absolute ones)."""
+        def found(key: str) -> Path | None:
+            value = data.get(key)
+            return None if not value else Path(value) if os.path.isabs(value) or root is None else Path(root) / value
+        return cls(found("phase_c_root"), found("phase_d_root"), found("phase_e_root"), found("phase_f_root"),
+                   found("artifact_root"), Path(root) if root else None, bool(data.get("hub")))
 
     @property
     def hub(self) -> Path:
@@ -92,9 +140,11 @@ class Layout:
         return self.artifacts.parent
 
     @property
-    def study_root(self) -> Path:
-        """The folder holding phase_e (the training-curve script walks it)."""
-        return self.phase_e.parent
+    def holds_hub(self) -> bool:
+        """Whether the artifact root's parent is the study's own folder (a hub, or the earlier
+        one-folder layout): then HUB/cli and the inventory of the hub are kept; never for an
+        artifact root given alone, whose parent may be anything."""
+        return os.path.abspath(self.hub) == os.path.abspath(self.study_root)
 
     # --- Phase C, D: the data ------------------------------------------------------------------
     def doses(self) -> list[int]:

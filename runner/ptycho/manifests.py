@@ -66,8 +66,9 @@ def plan_fields(settings: StudySettings, jobs: list[Job]) -> dict:
             "jobs": [{**condition(job.labels), **comparison_inputs(settings, job)} for job in jobs]}
 
 
-def write_plan(settings: StudySettings, jobs: list[Job]) -> tuple[Path, Path]:
-    """The dry-run files: the manifest without results and a numbered list of commands."""
+def write_plan(settings: StudySettings, jobs: list[Job], folder: Path) -> tuple[Path, Path]:
+    """The dry-run files, in `folder`: the manifest without results and a numbered list of
+    commands (PtychoPINN's dry run writes them; ours never over the run's own)."""
     plan = plan_fields(settings, jobs)
     manifest = {"n_jobs": len(jobs), "n_executed": 0, "n_success": 0, "n_failed": 0, "dry_run": True,
                 **{k: v for k, v in plan.items() if k != "jobs"},
@@ -78,8 +79,8 @@ def write_plan(settings: StudySettings, jobs: list[Job]) -> tuple[Path, Path]:
     for number, job in enumerate(jobs, 1):
         lines.append(f"{number:3d}. {job.key}" + (f"  [blocked: {job.blocked_reason}]" if job.blocked_reason else ""))
         lines.append(f"     {shlex.join(job.argv)}")
-    manifest_path = settings.layout.artifact(files.COMPARISON_MANIFEST)
-    summary_path = settings.layout.artifact(files.COMPARISON_SUMMARY)
+    manifest_path = folder / files.COMPARISON_MANIFEST
+    summary_path = folder / files.COMPARISON_SUMMARY
     write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     write_atomic(summary_path, "\n".join(lines) + "\n")
     return manifest_path, summary_path

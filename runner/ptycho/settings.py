@@ -1,4 +1,5 @@
-"""The study's settings: its folders (or one --study-root), which conditions and phases to run,
+"""The study's settings: its folders (PtychoPINN's --hub, one --study-root, or each phase's), which
+conditions and phases to run,
 and the commands of Phases E, F and G. Read from the `[study]` table of a config file and the
 flags, with the engine's value parsers; every mistake is one ConfigError line."""
 
@@ -58,10 +59,14 @@ class StudySettings:
     def artifact_root(self) -> Path:
         return self.layout.artifacts
 
+    @property
+    def root(self) -> Path:
+        return self.layout.study_root
+
 
 # The TOML type of each key of the [study] table (a list holds values of the scalar types).
 TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    **{key: (config.TEXT, "a path") for key in ("study_root", "phase_c_root", "phase_d_root", "phase_e_root",
+    **{key: (config.TEXT, "a path") for key in ("hub", "study_root", "phase_c_root", "phase_d_root", "phase_e_root",
                                                 "phase_f_root", "artifact_root", "workdir")},
     **{key: ((str, list), "a string or a list of strings") for key in (
         "compare_cmd", "compare_args", "compare_arg", "views", "view", "splits", "split", "phases", "phase",
@@ -76,7 +81,10 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
 
 def add_run_options(run: argparse.ArgumentParser) -> None:
     where = run.add_argument_group("study folders")
-    where.add_argument("--study-root", help="folder holding phase_c .. phase_f (sets the roots below)")
+    where.add_argument("--hub", help="PtychoPINN's hub: HUB/data/phase_c .. phase_f, HUB/analysis, HUB/cli "
+                                     "(sets the roots below)")
+    where.add_argument("--study-root", help="a study folder: a hub, or one holding phase_c .. phase_f and "
+                                            "analysis (found by looking)")
     for phase in "cdef":
         where.add_argument(f"--phase-{phase}-root", help=f"Phase {phase.upper()} output folder")
     where.add_argument("--artifact-root", help="where comparison outputs, logs and the ledger go")
@@ -175,13 +183,18 @@ def build(file: dict[str, Any], flags: dict[str, Any], config_file: Path | None,
             return config.path(merged[name], f"--{name.replace('_', '-')}", cwd if name in flags else base)
         return default
 
-    study = root("study_root", None)
-    phase = {name: root(f"{name}_root", study / name if study else None) for name in PHASE_FOLDERS}
-    artifact = root("artifact_root", Layout.of_study(study).artifacts if study else None)
+    hub, folder = root("hub", None), root("study_root", None)
+    if hub is not None and folder is not None:
+        raise ConfigError("give --hub or --study-root, not both")
+    if hub is not None and hub.exists() and not hub.is_dir():
+        raise ConfigError(f"--hub {hub} is not a folder")
+    found = Layout.of_hub(hub) if hub is not None else Layout.found_in(folder) if folder is not None else None
+    phase = {name: root(f"{name}_root", getattr(found, name) if found else None) for name in PHASE_FOLDERS}
+    artifact = root("artifact_root", found.artifacts if found else None)
     for name, value in [("phase-c-root", phase["phase_c"]), ("phase-e-root", phase["phase_e"]),
                         ("phase-f-root", phase["phase_f"]), ("artifact-root", artifact)]:
         if value is None:
-            raise ConfigError(f"--{name} is required (or --study-root holding phase_c ... phase_f)")
+            raise ConfigError(f"--{name} is required (or --hub, or --study-root holding phase_c ... phase_f)")
     phases = _phase_list(merged.get("phases") or merged.get("phase") or "G", "--phases")
     for name in ("phase_c", "phase_e", "phase_f"):
         made_here = name[-1].upper() in phases  # a phase of this run makes its folder
@@ -200,7 +213,8 @@ def build(file: dict[str, Any], flags: dict[str, Any], config_file: Path | None,
     doses = merged.get("doses") or merged.get("dose") or ()
     doses = [doses] if isinstance(doses, (int, float, str)) else doses
     return StudySettings(
-        layout=Layout(phase["phase_c"], phase["phase_d"], phase["phase_e"], phase["phase_f"], artifact),
+        layout=Layout(phase["phase_c"], phase["phase_d"], phase["phase_e"], phase["phase_f"], artifact,
+                      found.root if found else None, bool(found and found.is_hub)),
         workdir=workdir,
         doses=tuple(sorted({_dose(d) for d in doses})),
         views=config.words(merged.get("views") or merged.get("view") or ()),

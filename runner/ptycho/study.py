@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.ledger import LedgerError
-from runner.ptycho import manifests, plan, settings, summaries
+from runner.ptycho import hubfiles, manifests, plan, settings, summaries
 from runner.ptycho.phases import COMPARE, KINDS, RECONSTRUCT
 from runner.ptycho.report import snapshot
 from runner.ptycho.settings import StudySettings
@@ -44,9 +44,9 @@ class PtychoStudy:
         if launching and COMPARE in given.phases:
             plan.check_commands(given)
 
-    def write_plan(self, given: StudySettings, jobs: list) -> list[Path]:
+    def write_plan(self, given: StudySettings, jobs: list, folder: Path) -> list[Path]:
         comparisons = [job for job in jobs if job.kind == COMPARE]
-        return list(manifests.write_plan(given, comparisons)) if comparisons else []
+        return list(manifests.write_plan(given, comparisons, folder)) if comparisons else []
 
     def after_run(self, given: StudySettings, run: RunRecord, warn: Callable[[str], None]) -> Path | None:
         """comparison_manifest.json and the metrics files PtychoPINN's tools read (the comparisons
@@ -75,6 +75,16 @@ class PtychoStudy:
             except (OSError, LedgerError) as exc:
                 warn(f"cannot write Phase F's reconstruction_manifest.json ({getattr(exc, 'strerror', None) or exc}); "
                      "the ledger has the results")
+        if given.layout.holds_hub:  # the commands' logs under PtychoPINN's names, then the inventory
+            hub = given.layout.hub
+            ran = [(job.key, job.kind, job.labels, _path(r["stdout_log"]), _path(r["stderr_log"]))
+                   for job, r in zip(run.jobs, run.results) if r["number"] is not None]
+            try:
+                hubfiles.write_cli_logs(hub, ran)
+                hubfiles.write_inventory(hub)
+            except OSError as exc:
+                warn(f"cannot write the command logs in {hub / 'cli'} or the artifact inventory "
+                     f"({exc.strerror or exc}); the ledger has the results")
         return named
 
     def report(self, ledger: Path, out: Path, options: dict[str, Any]) -> Report:
@@ -85,3 +95,7 @@ class PtychoStudy:
         except NothingToReport as exc:
             return Report(error=str(exc))
         return Report(lines(summary, written, out), written.problems)
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None

@@ -21,6 +21,7 @@ from runner.files import write_atomic
 from runner.npzmeta import NpzEntryError, read_npz_string
 from runner.ptycho import layout as files
 from runner.ptycho.arms import FLOOR_MODEL, OTHER_ARMS, PINN
+from runner.ptycho.hubfiles import metrics_summary_md
 from runner.ptycho.layout import SPLITS, Layout
 from runner.ptycho.report.format import mean, model_order
 
@@ -184,14 +185,15 @@ def highlights(deltas: dict) -> tuple[str, str]:
 # --- writing -------------------------------------------------------------------------------------
 
 def write_files(where: Layout, snapshot: dict) -> list[Path]:
-    """metrics_summary.json, metrics_delta_summary.json and both highlight files."""
+    """metrics_summary.json and its Markdown (PtychoPINN's summariser writes both),
+    metrics_delta_summary.json and both highlight files."""
     summary = metrics_summary(snapshot, where)
-    paths = [where.artifact(name) for name in (files.METRICS_SUMMARY, files.DELTA_SUMMARY, files.HIGHLIGHTS,
-                                               files.HIGHLIGHTS_PREVIEW)]
+    paths = [where.artifact(name) for name in (files.METRICS_SUMMARY, files.METRICS_SUMMARY_MD, files.DELTA_SUMMARY,
+                                               files.HIGHLIGHTS, files.HIGHLIGHTS_PREVIEW)]
     deltas = delta_summary(summary["aggregate_metrics"], _shown(paths[0], where.hub))
     text, preview = highlights(deltas)
-    for path, content in zip(paths, (json.dumps(summary, indent=2) + "\n", json.dumps(deltas, indent=2) + "\n",
-                                     text, preview)):
+    for path, content in zip(paths, (json.dumps(summary, indent=2) + "\n", metrics_summary_md(summary),
+                                     json.dumps(deltas, indent=2) + "\n", text, preview)):
         write_atomic(path, content)
     return paths
 

@@ -26,11 +26,11 @@ def env() -> dict:
 
 
 def compare_args(study: Path, out: Path, dose=1000, view="dense", split="test") -> list[str]:
-    return ["--pinn_dir", str(study / f"phase_e/dose_{dose}/{view}/gs2"),
-            "--baseline_dir", str(study / f"phase_e/dose_{dose}/baseline/gs1"),
-            "--test_data", str(study / f"phase_c/dose_{dose}/patched_{split}.npz"),
+    return ["--pinn_dir", str(study / f"data/phase_e/dose_{dose}/{view}/gs2"),
+            "--baseline_dir", str(study / f"data/phase_e/dose_{dose}/baseline/gs1"),
+            "--test_data", str(study / f"data/phase_c/dose_{dose}/patched_{split}.npz"),
             "--output_dir", str(out), "--ms-ssim-sigma", "1.0",
-            "--tike_recon_path", str(study / f"phase_f/dose_{dose}/{view}/{split}/ptychi_reconstruction.npz"),
+            "--tike_recon_path", str(study / f"data/phase_f/dose_{dose}/{view}/{split}/ptychi_reconstruction.npz"),
             "--register-ptychi-only"]
 
 

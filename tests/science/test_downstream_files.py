@@ -41,10 +41,10 @@ def test_the_first_run_writes_every_downstream_file(runs):
     assert (manifest["n_jobs"], manifest["n_success"], manifest["n_failed"], manifest["n_executed"]) == (12, 12, 0, 12)
     assert manifest["filters"] == {"dose": None, "view": None, "split": None}
     job = manifest["jobs"][0]
-    assert job["phase_c_npz"] == str(study / "phase_c/dose_1000/patched_train.npz")
+    assert job["phase_c_npz"] == str(study / "data/phase_c/dose_1000/patched_train.npz")
     # Without a legacy per-split Phase F manifest, the reconstruction itself is named.
     assert job["phase_f_manifest"] == job["tike_recon_path"] == \
-        str(study / "phase_f/dose_1000/dense/train/ptychi_reconstruction.npz")
+        str(study / "data/phase_f/dose_1000/dense/train/ptychi_reconstruction.npz")
     assert (summary["n_jobs"], summary["n_success"], summary["n_failed"]) == (12, 12, 0)
     assert set(summary["aggregate_metrics"]) == {"PtychoPINN", "Baseline", "PtyChi"}
 
@@ -65,7 +65,7 @@ def test_phase_c_compliance_is_what_the_synthetic_metadata_says(runs):
     assert set(compliance) == {"dose_1000", "dose_10000", "dose_100000"}
     for dose, splits in compliance.items():
         for split, entry in splits.items():
-            assert entry["npz_path"] == f"phase_c/{dose}/patched_{split}.npz"  # relative to the hub
+            assert entry["npz_path"] == f"data/phase_c/{dose}/patched_{split}.npz"  # relative to the hub
             # The simulation writes PtychoPINN's canonical keys directly; no transpose/rename/convert
             # step ever ran, so none is claimed and the file is reported not compliant.
             assert (entry["has_metadata"], entry["has_canonical_transform"], entry["compliant"]) == (True, False, False)

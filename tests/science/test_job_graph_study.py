@@ -30,7 +30,7 @@ def graph_study(tmp_path_factory, generator) -> Path:
     root = tmp_path_factory.mktemp("graph") / "study"
     made = generator("--out", str(root), "--preset", "tiny", "--doses", "1000", "--phases", "C,D")
     assert made.returncode == 0, made.stderr
-    assert not (root / "phase_e").exists() and (root / "runner.toml").is_file()
+    assert not (root / "data/phase_e").exists() and (root / "runner.toml").is_file()
     result = runner("run", "--config", str(root / "runner.toml"), "--max-parallel", "2", "--gpus", "none")
     assert result.returncode == 0, result.stdout + result.stderr
     return root
@@ -49,21 +49,21 @@ def test_the_runner_trains_reconstructs_and_compares_the_study(graph_study):
         ("E", 3, "succeeded", "succeeded"), ("F", 4, "succeeded", "succeeded"), ("G", 4, "succeeded", "succeeded")]
     # Every success check holds for real: the models load, the reconstructions hold what Phase G reads.
     for model in ("baseline/gs1", "dense/gs2", "sparse/gs2"):
-        loaded = load_model(graph_study / "phase_e/dose_1000" / model)
+        loaded = load_model(graph_study / "data/phase_e/dose_1000" / model)
         assert loaded is not None
-    with np.load(graph_study / "phase_f/dose_1000/sparse/test/ptychi_reconstruction.npz") as npz:
+    with np.load(graph_study / "data/phase_f/dose_1000/sparse/test/ptychi_reconstruction.npz") as npz:
         assert {"reconstructed_object", "reconstructed_probe"} <= set(npz.files)
         final_cost = float(npz["cost_history"][-1])
     recorded = dict(rows(graph_study, "SELECT metric, value FROM phase_results WHERE key = 'F/dose_1000/sparse/test'"))
     assert recorded["final_cost"] == pytest.approx(final_cost)  # read by the runner without numpy
-    provenance = json.loads((graph_study / "phase_e/dose_1000/dense/gs2/model.json").read_text())["provenance"]
+    provenance = json.loads((graph_study / "data/phase_e/dose_1000/dense/gs2/model.json").read_text())["provenance"]
     pinn = dict(rows(graph_study, "SELECT metric, value FROM phase_results WHERE key = 'E/dose_1000/dense'"))
     assert pinn["final_nll_excess"] == pytest.approx(provenance["final_nll_excess"])
     assert pinn["held_out_nll_excess"] == pytest.approx(provenance["held_out_nll_excess"])
     # Each comparison scored the models and reconstruction its needs made, beside the floor.
     assert rows(graph_study, "SELECT COUNT(DISTINCT key), COUNT(DISTINCT model) FROM study_metrics "
                              "WHERE metric = 'ms_ssim'") == [(4, 4)]
-    manifest = json.loads((graph_study / "phase_f/reconstruction_manifest.json").read_text())
+    manifest = json.loads((graph_study / "data/phase_f/reconstruction_manifest.json").read_text())
     assert {e["status"] for e in manifest["execution_results"]} == {"success"}
     assert all(e["selection_strategy"] for e in manifest["execution_results"])
 

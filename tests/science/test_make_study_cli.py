@@ -41,11 +41,11 @@ def test_a_missing_out_is_refused(tmp_path, generator):
 
 def test_overwrite_regenerates_into_an_existing_study(tmp_path, generator):
     out = tmp_path / "s"
-    (out / "phase_c" / "dose_5").mkdir(parents=True)  # stale dose from an earlier run
+    (out / "data/phase_c" / "dose_5").mkdir(parents=True)  # stale dose from an earlier run
     result = generator("--out", str(out), "--preset", "tiny", "--doses", "2000", "--overwrite",
                            module=True)
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (out / "phase_c").iterdir()) == ["dose_2000"]
+    assert sorted(p.name for p in (out / "data/phase_c").iterdir()) == ["dose_2000"]
     assert "start   F/dose_2000/dense/train" in result.stdout  # the runner's lines while it works
 
 
@@ -65,22 +65,26 @@ def test_the_data_first_then_the_models_then_the_reconstructions(tmp_path, gener
     out = tmp_path / "s"
     first = generator("--out", str(out), "--preset", "tiny", "--doses", "1000", "--phases", "C,D")
     assert first.returncode == 0, first.stderr
-    assert {p.name for p in out.iterdir()} == {"phase_c", "phase_d", "study.json", "runner.toml"}
+    assert {p.name for p in out.iterdir()} == {"data", "cli", "study.json", "runner.toml"}  # PtychoPINN's hub
+    assert {p.name for p in (out / "data").iterdir()} == {"phase_c", "phase_d"}
+    assert {p.name for p in (out / "cli").iterdir()} == {"phase_c_generation.log", "phase_d_dense.log",
+                                                        "phase_d_sparse.log"}
+    assert "[D] dose 1000 sparse test: kept" in (out / "cli/phase_d_sparse.log").read_text()
     config = tomllib.loads((out / "runner.toml").read_text())  # what the runner needs for E, F, G
     study, run = config["study"], config["run"]  # the study's settings, and how to run its jobs
-    assert study["phases"] == ["E", "F", "G"] and study["study_root"] == "."
+    assert study["phases"] == ["E", "F", "G"] and study["hub"] == "."
     assert study["train_args"][:4] == ["--preset", "tiny", "--seed", "42"]
     assert study["recon_args"][:4] == ["--algorithm", "LSQML", "--num-epochs", "20"]
     assert run == {"jobs_per_gpu": {"E": 1, "F": 2, "G": 4}}
-    data = out / "phase_c/dose_1000/patched_train.npz"
+    data = out / "data/phase_c/dose_1000/patched_train.npz"
     before = (data.stat().st_ino, data.stat().st_mtime_ns)
     _assert_usage_error(generator("--out", str(out), "--preset", "demo", "--phases", "E"), "give the same --preset")
     second = generator("--out", str(out), "--preset", "tiny", "--phases", "E")
     assert second.returncode == 0, second.stderr
-    assert (out / "phase_e/dose_1000/dense/gs2/model.json").is_file() and not (out / "phase_f").exists()
+    assert (out / "data/phase_e/dose_1000/dense/gs2/model.json").is_file() and not (out / "data/phase_f").exists()
     _assert_usage_error(generator("--out", str(out), "--preset", "tiny", "--phases", "E"), "--overwrite")
     third = generator("--out", str(out), "--preset", "tiny", "--phases", "F")
     assert third.returncode == 0, third.stderr
-    assert (out / "phase_f/reconstruction_manifest.json").is_file()
+    assert (out / "data/phase_f/reconstruction_manifest.json").is_file()
     assert (data.stat().st_ino, data.stat().st_mtime_ns) == before
     assert set(json.loads((out / "study.json").read_text())["phase_seconds"]) == {"C", "D", "E", "F"}

@@ -44,13 +44,13 @@ def _check_patched(path: Path) -> int:
 
 
 def test_phase_c_writes_both_splits_of_every_dose(tiny_study):
-    assert sorted(p.name for p in (tiny_study / "phase_c").iterdir()) == sorted(f"dose_{d}" for d in DOSES)
+    assert sorted(p.name for p in (tiny_study / "data/phase_c").iterdir()) == sorted(f"dose_{d}" for d in DOSES)
     for dose in DOSES:
-        sizes = {split: _check_patched(tiny_study / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
+        sizes = {split: _check_patched(tiny_study / "data/phase_c" / f"dose_{dose}" / f"patched_{split}.npz")
                  for split in SPLITS}
         assert min(sizes.values()) > 0
-        train = read_ptycho_npz(tiny_study / "phase_c" / f"dose_{dose}" / "patched_train.npz")
-        test = read_ptycho_npz(tiny_study / "phase_c" / f"dose_{dose}" / "patched_test.npz")
+        train = read_ptycho_npz(tiny_study / "data/phase_c" / f"dose_{dose}" / "patched_train.npz")
+        test = read_ptycho_npz(tiny_study / "data/phase_c" / f"dose_{dose}" / "patched_test.npz")
         assert train.ycoords.max() < M / 2 <= test.ycoords.min()  # the y split, no leakage
         assert not set(train.scan_index) & set(test.scan_index)
 
@@ -58,7 +58,7 @@ def test_phase_c_writes_both_splits_of_every_dose(tiny_study):
 def test_phase_c_npzs_carry_metadata_of_what_the_simulation_did(tiny_study):
     for dose in DOSES:
         for split in SPLITS:
-            path = tiny_study / "phase_c" / f"dose_{dose}" / f"patched_{split}.npz"
+            path = tiny_study / "data/phase_c" / f"dose_{dose}" / f"patched_{split}.npz"
             with np.load(path) as npz:
                 raw = npz["_metadata"]
                 n = npz["diffraction"].shape[0]
@@ -75,7 +75,7 @@ def test_phase_d_views_carry_plain_string_metadata(tiny_study):
     for dose in DOSES:
         for view in VIEWS:
             for split in SPLITS:
-                path = tiny_study / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
+                path = tiny_study / "data/phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
                 n = _check_patched(path)
                 with np.load(path) as npz:
                     raw = npz["_metadata"]
@@ -88,10 +88,10 @@ def test_phase_d_views_carry_plain_string_metadata(tiny_study):
 
 
 def test_phase_e_checkpoints_load_and_predict_patches(tiny_study):
-    data = read_ptycho_npz(tiny_study / "phase_c" / f"dose_{DOSES[0]}" / "patched_test.npz")
+    data = read_ptycho_npz(tiny_study / "data/phase_c" / f"dose_{DOSES[0]}" / "patched_test.npz")
     for dose in DOSES:
-        folders = [tiny_study / "phase_e" / f"dose_{dose}" / "baseline" / "gs1"]
-        folders += [tiny_study / "phase_e" / f"dose_{dose}" / view / "gs2" for view in VIEWS]
+        folders = [tiny_study / "data/phase_e" / f"dose_{dose}" / "baseline" / "gs1"]
+        folders += [tiny_study / "data/phase_e" / f"dose_{dose}" / view / "gs2" for view in VIEWS]
         for folder in folders:
             assert {p.name for p in folder.iterdir()} == CHECKPOINT_FILES
             model, info = load_model(folder)
@@ -105,7 +105,7 @@ def test_phase_e_checkpoints_load_and_predict_patches(tiny_study):
 def test_phase_f_reconstructions_and_manifests(tiny_study):
     """The generator's Phase F is run by the runner: its reconstructions, and Phase F's manifest
     written by the runner's one writer of it, with each view's Phase D metadata."""
-    phase_f = tiny_study / "phase_f"
+    phase_f = tiny_study / "data/phase_f"
     manifest = json.loads((phase_f / "reconstruction_manifest.json").read_text())
     entries = {(e["dose"], e["view"], e["split"]): e for e in manifest["execution_results"]}
     assert len(entries) == len(DOSES) * 4
@@ -123,7 +123,7 @@ def test_phase_f_reconstructions_and_manifests(tiny_study):
                     final_cost = float(npz["cost_history"][-1])
                 assert read_reconstruction(path).elapsed_s > 0
                 assert (path.parent / "reconstruction_visualization.png").is_file()
-                view_npz = tiny_study / "phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
+                view_npz = tiny_study / "data/phase_d" / f"dose_{dose}" / view / f"{view}_{split}.npz"
                 with np.load(view_npz) as npz:
                     meta = json.loads(str(npz["_metadata"]))
                 entry = entries[(dose, view, split)]
@@ -139,10 +139,10 @@ def test_a_failed_reconstruction_is_recorded_and_named(tiny_study, tmp_path):
     ends with the script's one-line error), the others succeed, and the manifest says so."""
     dose = DOSES[0]
     study = tmp_path / "study"
-    for phase in ("phase_c", "phase_d"):
+    for phase in ("data/phase_c", "data/phase_d"):
         shutil.copytree(tiny_study / phase / f"dose_{dose}", study / phase / f"dose_{dose}")
     shutil.copy(tiny_study / "runner.toml", study / "runner.toml")
-    broken = study / "phase_d" / f"dose_{dose}" / "sparse" / "sparse_test.npz"
+    broken = study / "data/phase_d" / f"dose_{dose}" / "sparse" / "sparse_test.npz"
     with np.load(broken) as npz:
         np.savez(broken, **{k: npz[k] for k in npz.files if k != "probeGuess"})
     repo = Path(__file__).resolve().parents[2]
@@ -150,7 +150,7 @@ def test_a_failed_reconstruction_is_recorded_and_named(tiny_study, tmp_path):
                              "--phases", "F", "--gpus", "none", "--max-parallel", "2"],
                             cwd=repo, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr
-    manifest = json.loads((study / "phase_f" / "reconstruction_manifest.json").read_text())
+    manifest = json.loads((study / "data/phase_f" / "reconstruction_manifest.json").read_text())
     outcome = {(e["view"], e["split"]): (e["status"], e["returncode"]) for e in manifest["execution_results"]}
     assert outcome == {("dense", "train"): ("success", 0), ("dense", "test"): ("success", 0),
                        ("sparse", "train"): ("success", 0), ("sparse", "test"): ("failed", 1)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from runner.commands import flag_value
 from runner.ledger import LedgerError
 from runner.ptycho.arms import OTHER_ARMS, PINN
+from runner.ptycho.layout import Layout
 from runner.ptycho.report.format import COMPONENTS, mean, model_order
 
 # Metrics where a larger value is better; for the others (mae, mse) smaller is better.
@@ -127,8 +128,11 @@ def _failure_class(job: dict) -> str | None:
         (job["failure_class"] or ("not run" if job["state"] == "pending" else None))
 
 
-def _model_dir(job: dict) -> str | None:
-    """A training's model folder: the --output_dir of its command, from the folder it ran in."""
+def _model_dir(job: dict, where: Layout | None) -> str | None:
+    """A training's model folder: where the study's layout puts it now (the study may have moved
+    since it ran), else the --output_dir of its command, from the folder it ran in."""
+    if where is not None:
+        return where.model_dir(job["dose"], job["view"])
     folder = flag_value(json.loads(job["argv"]), "--output_dir")
     return str(Path(job["cwd"] or ".") / folder) if folder else None
 
@@ -158,7 +162,8 @@ def phase_sections(snapshot: dict) -> dict:
             held_out = next((found[k] for k in ("held_out_nll_excess", "held_out_loss") if k in found), None)
             sections["training"].append({**row, "model": job["view"], "loss": loss,
                                          "final_loss": found.get(f"final_{loss}"), "held_out_loss": held_out,
-                                         "steps": _whole(found.get("steps")), "model_dir": _model_dir(job)})
+                                         "steps": _whole(found.get("steps")),
+                                         "model_dir": _model_dir(job, snapshot.get("layout"))})
         else:
             sections["reconstructions"].append({**row, "view": job["view"], "split": job["split"],
                                                 "final_cost": found.get("final_cost"),

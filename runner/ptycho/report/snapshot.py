@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.ledger import LedgerError, load_queries, read_snapshot
+from runner import places
+from runner.ledger import LedgerError, load_queries, read_snapshot, study_root
 from runner.ptycho.layout import Layout
 
 HERE = Path(__file__).resolve().parent.parent
@@ -15,14 +16,18 @@ QUERIES = load_queries(HERE / "queries.sql")
 VIEWS = {name: sql[sql.index("CREATE VIEW"):].rstrip().rstrip(";")
          for name, sql in load_queries(HERE / "views.sql").items()}
 REPORT_PARTS = ("conditions", "metrics", "runs", "phase_jobs", "phase_results")
+PATHS = ("stdout_log", "stderr_log", "output_dir", "cwd")  # columns the ledger may keep relative
 
 
 def read(ledger: Path, parts: tuple[str, ...] = REPORT_PARTS) -> dict:
-    """The rows of each named query, as dicts, and the study's `layout`, in one snapshot."""
+    """The rows of each named query, as dicts (their paths absolute, at the study's place now),
+    and the study's `layout`, in one snapshot."""
     def take(conn) -> dict:
-        found = {name: [dict(r) for r in conn.execute(QUERIES[name])] for name in parts}
+        root = study_root(conn, ledger)
+        found = {name: [{k: places.resolve(v, root) if k in PATHS else v for k, v in dict(r).items()}
+                        for r in conn.execute(QUERIES[name])] for name in parts}
         recorded = conn.execute(QUERIES["layout"]).fetchone()
-        found["layout"] = Layout.from_json(json.loads(recorded[0])) if recorded else None
+        found["layout"] = Layout.from_json(json.loads(recorded[0]), root) if recorded else None
         return found
     snapshot = read_snapshot(ledger, take, VIEWS)
     if snapshot["layout"] is None:

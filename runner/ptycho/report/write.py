@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.files import write_atomic
-from runner.ptycho import summaries
+from runner.ptycho import hubfiles, summaries
 from runner.ptycho import layout as files
 from runner.ptycho.report import snapshot as ledger_snapshot
 from runner.ptycho.report.build import build, montage_condition, phase_sections
@@ -67,7 +67,7 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     shown = montage_condition(summary, condition)
     montage = Path(where.comparison_dir(shown["dose"], shown["view"], shown["split"])) / files.ALIGNED_FILE
     plots, problem = draw_plots(table, montage, shown["key"], out / files.PLOTS, python, CHECKOUT)
-    curves, curves_problem = draw_training_curves(phases["training"], where.study_root, out / files.PLOTS, python,
+    curves, curves_problem = draw_training_curves(phases["training"], where.phase_e.parent, out / files.PLOTS, python,
                                                   CHECKOUT)
     phase_file = None
     if any(phases.values()):  # a ledger of comparisons alone gets exactly the files it always got
@@ -77,6 +77,11 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
                                             indent=2) + "\n")
     html = out / files.REPORT_PAGE
     write_atomic(html, render_html(summary, plots, problem, shown["key"], curves, curves_problem))
+    if where.holds_hub:  # last: it lists the report's files too
+        try:
+            hubfiles.write_inventory(where.hub)
+        except OSError as exc:
+            refresh_problem = refresh_problem or f"the artifact inventory was not written ({exc.strerror or exc})"
     return summary, Files(files_summary, files_deltas, table, html, plots, problem, refresh_problem,
                           phase_file, curves, curves_problem)
 
