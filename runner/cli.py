@@ -233,3 +233,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("runner: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output left (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -60,12 +60,12 @@ def test_the_training_curves_of_every_model_of_a_study(tiny_study, tmp_path):
     from PIL import Image
 
     out = tmp_path / "curves.png"
-    done = subprocess.run([sys.executable, str(REPO / "scripts/plot_training.py"), "--study", str(tiny_study),
+    done = subprocess.run([sys.executable, str(REPO / "scripts/plot_training.py"), "--study", str(tiny_study / "data"),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out) and Image.open(out).size[0] > 500
     from scripts.plot_training import read_curves
-    curves = read_curves(tiny_study)
+    curves = read_curves(tiny_study / "data")  # the hub's folder of phase_c .. phase_f
     assert sorted((c["kind"], c["view"]) for c in curves if c["dose"] == 1000) == [
         ("baseline", "baseline"), ("pinn", "dense"), ("pinn", "sparse")]
     assert len(curves) == 9 and all("nll_excess" in c["rows"][-1] for c in curves if c["kind"] == "pinn")

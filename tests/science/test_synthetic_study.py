@@ -168,7 +168,7 @@ def test_simulation_is_deterministic_for_a_seed(tmp_path, tiny_study):
     phase_c(tmp_path, TINY.with_doses((DOSES[0],)), seed=42)
     for split in SPLITS:
         name = Path("phase_c") / f"dose_{DOSES[0]}" / f"patched_{split}.npz"
-        with np.load(tmp_path / name) as again, np.load(tiny_study / name) as first:
+        with np.load(tmp_path / name) as again, np.load(tiny_study / "data" / name) as first:
             assert again.files == first.files
             for key in first.files:
                 assert np.array_equal(again[key], first[key]), key
