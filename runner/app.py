@@ -28,7 +28,7 @@ from runner.ledger import Ledger, LedgerError, probe, read_snapshot, run_results
 from runner.lock import RunnerLock
 from runner.mounts import network_filesystem_warning
 from runner.progress import Progress
-from runner.resume import RUN, Choice, choose, reconcile, select
+from runner.resume import Choice, choose, reconcile, select
 from runner.scheduler import Policy, Scheduler
 from runner.slots import Device, Slot, SlotPool, build_slots, parse_gpus, seat_costs
 from runner.study import RunRecord, Study, StudySettings
@@ -143,11 +143,12 @@ def known_ledger(path: Path, views: dict[str, str]) -> Known:
         pass
     import sqlite3
     import tempfile
+    from urllib.parse import quote
 
     try:  # an older schema: upgrade a copy in memory's place (a temporary file), read that
         with tempfile.TemporaryDirectory() as folder:
             copy = Path(folder) / "ledger.db"
-            source, target = sqlite3.connect(f"file:{path}?mode=ro", uri=True), sqlite3.connect(copy)
+            source, target = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True), sqlite3.connect(copy)
             with target:
                 source.backup(target)
             source.close()
@@ -188,9 +189,8 @@ def make_pool(settings: Settings, slots: list[Slot]) -> SlotPool:
 def run(settings: Settings, study: Study, study_settings: StudySettings, warn: Callable[[str], None]) -> RunSummary:
     """Plan, check and lock, then run the study and let it write its files; `warn` hears what the
     user should know."""
-    known = known_ledger(settings.ledger, study.views) if settings.ledger.is_file() else Known()
-    hashes = inputs.ContentHashes(known.hashes)
-    planning = inputs.InputFiles(study_root(study_settings), hashes)
+    known = known_ledger(settings.ledger, study.views)
+    planning = inputs.InputFiles(study_root(study_settings), inputs.ContentHashes(known.hashes))
     jobs = planned(study, study_settings, planning)
     ensure_writable(study_settings.artifact_root)
     study.check(study_settings, jobs, launching=True)
@@ -205,7 +205,7 @@ def run(settings: Settings, study: Study, study_settings: StudySettings, warn: C
         run_id, stopped = asyncio.run(_run(settings, study, study_settings, jobs, slots, planning))
         # The study's files, from the ledger, once the writer is closed: no study work runs on
         # the event loop.
-        results = read_snapshot(settings.ledger, lambda db: run_results(db, run_id, study_root(study_settings)))
+        results = read_snapshot(settings.ledger, lambda db: run_results(db, run_id, planning.root))
         named = _after_run(study, study_settings, RunRecord(settings.ledger, run_id, jobs, results), warn)
     finally:
         lock.release()
@@ -251,7 +251,7 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
         rows = await ledger.sync_jobs(jobs, run_id, study.kinds)
         selection = await select(ledger, jobs, rows, settings.force, settings.only_failed,
                                  frozenset(job.key for job, _, _ in reattach), planning.legacy_fingerprint)
-        await ledger.remember_hashes(planning.hashes.new)
+        await ledger.remember_hashes(planning.hashes.take_new())
         progress.total = len(selection.to_run) + len(reattach)
         devices = sorted({s.device.visible_id or "cpu" for s in slots})
         progress.message(f"run {run_id}: {len(jobs)} jobs planned, {len(selection.to_run)} to run, "
@@ -282,7 +282,7 @@ async def _run(settings: Settings, study: Study, study_settings: StudySettings, 
             for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
         stopped = scheduler.stop_signal
-        await ledger.remember_hashes(planning.hashes.new)  # what the refreshes hashed
+        await ledger.remember_hashes(planning.hashes.take_new())  # what the refreshes hashed
         await ledger.end_run(run_id, "interrupted" if stopped else "completed")
     finally:
         progress.close()

@@ -80,6 +80,13 @@ class ContentHashes:
             self.new[key] = (*seen, content.hexdigest())
         return content.hexdigest()
 
+    def take_new(self) -> dict[str, tuple[int, int, int, int, str]]:
+        """The hashes learned since the last call, for the ledger to keep; they stay known here."""
+        with self._lock:
+            taken, self.new = self.new, {}
+            self.known.update(taken)
+        return taken
+
 
 class InputFiles:
     """The input files as they are now, each path looked up once: many jobs share an

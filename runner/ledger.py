@@ -510,7 +510,7 @@ class Ledger:
             await self._write(lambda db: db.executemany(QUERIES["restamp_success"], params))
 
     async def remember_hashes(self, hashes: dict[str, tuple[int, int, int, int, str]]) -> None:
-        """Content hashes learned in this run (inputs.ContentHashes.new), kept for the next."""
+        """Content hashes learned in this run (inputs.ContentHashes.take_new), kept for the next."""
         params = [{"path": path, "size": size, "mtime_ns": mtime, "ctime_ns": ctime, "inode": inode,
                    "sha256": sha} for path, (size, mtime, ctime, inode, sha) in hashes.items()]
         if params:

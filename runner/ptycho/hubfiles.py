@@ -29,6 +29,7 @@ from pathlib import Path
 
 from runner.files import write_atomic
 from runner.ptycho.layout import ARTIFACTS, BASELINE, CLI_LOGS, INVENTORY
+from runner.ptycho.phases import COMPARE, RECONSTRUCT, TRAIN
 # Transient while someone holds the ledger: SQLite's side files, the runner's write probe and
 # write_atomic's temporary files (`.<name>.<pid>.tmp`).
 TRANSIENT = re.compile(r".*-(wal|shm|journal)|\.runner-write-test-.*|\..+\.\d+\.tmp")
@@ -120,11 +121,11 @@ def cli_log_name(kind: str, labels: dict) -> str | None:
     """The name of the log of a job of `kind` and `labels` in PtychoPINN's HUB/cli (None: theirs
     has no such log)."""
     try:
-        if kind == "E":
+        if kind == TRAIN:
             model = labels["model"]
             return (f"phase_e_{BASELINE}_gs1_dose{labels['dose']}.log" if model == BASELINE
                     else f"phase_e_{model}_gs2_dose{labels['dose']}.log")
-        if kind in ("F", "G"):
+        if kind in (RECONSTRUCT, COMPARE):
             return f"phase_{kind.lower()}_{labels['view']}_{labels['split']}.log"
     except KeyError:
         return None
@@ -137,7 +138,9 @@ def _read(path: Path | None) -> str | None:
     return path.read_text(encoding="utf-8", errors="replace")  # write_atomic writes text
 
 
-def _shown(path: Path, hub: Path) -> str:
+def shown(path: Path, hub: Path) -> str:
+    """POSIX path relative to the hub when under it, else absolute (PtychoPINN's files name paths
+    so)."""
     try:
         return path.relative_to(hub).as_posix()
     except ValueError:
@@ -161,7 +164,7 @@ def write_cli_logs(hub: Path, entries: list[tuple[str, str, dict, Path | None, P
             content = jobs[0][3]
         else:  # several doses share their name: each job's logs, in dose order, each named
             jobs.sort(key=lambda j: (j[0] if isinstance(j[0], (int, float)) else float("inf"), j[1]))
-            content = "".join(f"# job {key}: {' + '.join(_shown(p, hub) for p in paths)}\n"
+            content = "".join(f"# job {key}: {' + '.join(shown(p, hub) for p in paths)}\n"
                               + text + ("" if not text or text.endswith("\n") else "\n")
                               for _, key, paths, text in jobs)
         path = hub / CLI_LOGS / name

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import places
+
 VIEWS = ("dense", "sparse")
 SPLITS = ("train", "test")
 BASELINE = "baseline"  # the model of a training that is not a view's PINN
@@ -81,7 +83,6 @@ class Layout:
     artifacts: Path  # Phase G's artifact root: comparisons, logs, the run's files, the ledger
     # The study's root: its files are recorded relative to it (the study moves as one folder).
     root: Path | None = None  # None: the folder holding every one of the above
-    is_hub: bool = False  # PtychoPINN's hub layout (then root is the hub, and HUB/cli is kept)
 
     @classmethod
     def of_study(cls, root: Path) -> Layout:
@@ -92,7 +93,7 @@ class Layout:
     def of_hub(cls, hub: Path) -> Layout:
         """PtychoPINN's hub: HUB/data/phase_c .. phase_f, HUB/analysis, HUB/cli."""
         data = hub / HUB_DATA
-        return cls(data / "phase_c", data / "phase_d", data / "phase_e", data / "phase_f", hub / ARTIFACTS, hub, True)
+        return cls(data / "phase_c", data / "phase_d", data / "phase_e", data / "phase_f", hub / ARTIFACTS, hub)
 
     @classmethod
     def found_in(cls, folder: Path) -> Layout:
@@ -112,27 +113,24 @@ class Layout:
 
     # The ledger keeps these with each run, so that `report` finds the study from the ledger alone:
     # relative to the study's root, so that it finds them after the study moved.
-    def to_json(self) -> dict[str, str | bool | None]:
-        root = os.path.abspath(self.study_root)
+    def to_json(self) -> dict[str, str | None]:
+        root = os.path.normpath(os.path.abspath(self.study_root))
 
         def shown(path: Path | None) -> str | None:
-            if path is None:
-                return None
-            relative = os.path.relpath(os.path.abspath(path), root)
-            return str(path) if relative.startswith("..") else Path(relative).as_posix()
+            return None if path is None else places.record(path, root)
         return {"phase_c_root": shown(self.phase_c), "phase_d_root": shown(self.phase_d),
                 "phase_e_root": shown(self.phase_e), "phase_f_root": shown(self.phase_f),
-                "artifact_root": shown(self.artifacts), "hub": self.is_hub}
+                "artifact_root": shown(self.artifacts)}
 
     @classmethod
     def from_json(cls, data: dict, root: str | None = None) -> Layout:
         """The layout a run recorded; relative folders are under `root`, the study's root as the
         ledger finds it now (older runs recorded absolute ones)."""
         def found(key: str) -> Path | None:
-            value = data.get(key)
-            return None if not value else Path(value) if os.path.isabs(value) or root is None else Path(root) / value
+            value = places.resolve(data.get(key), root)
+            return Path(value) if value else None
         return cls(found("phase_c_root"), found("phase_d_root"), found("phase_e_root"), found("phase_f_root"),
-                   found("artifact_root"), Path(root) if root else None, bool(data.get("hub")))
+                   found("artifact_root"), Path(root) if root else None)
 
     @property
     def hub(self) -> Path:

@@ -214,7 +214,7 @@ def build(file: dict[str, Any], flags: dict[str, Any], config_file: Path | None,
     doses = [doses] if isinstance(doses, (int, float, str)) else doses
     return StudySettings(
         layout=Layout(phase["phase_c"], phase["phase_d"], phase["phase_e"], phase["phase_f"], artifact,
-                      found.root if found else None, bool(found and found.is_hub)),
+                      found.root if found else None),
         workdir=workdir,
         doses=tuple(sorted({_dose(d) for d in doses})),
         views=config.words(merged.get("views") or merged.get("view") or ()),

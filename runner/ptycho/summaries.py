@@ -21,7 +21,7 @@ from runner.files import write_atomic
 from runner.npzmeta import NpzEntryError, read_npz_string
 from runner.ptycho import layout as files
 from runner.ptycho.arms import FLOOR_MODEL, OTHER_ARMS, PINN
-from runner.ptycho.hubfiles import metrics_summary_md
+from runner.ptycho.hubfiles import metrics_summary_md, shown
 from runner.ptycho.layout import SPLITS, Layout
 from runner.ptycho.report.format import mean, model_order
 
@@ -72,17 +72,9 @@ def aggregate_metrics(jobs: list[dict]) -> dict:
     return result
 
 
-def _shown(path: Path, hub: Path) -> str:
-    """POSIX path relative to the hub when under it, else absolute."""
-    try:
-        return path.relative_to(hub).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def npz_compliance(path: Path, hub: Path) -> dict:
     """What the Phase C NPZ's `_metadata` holds, as PtychoPINN's summariser reports it."""
-    entry = {"npz_path": _shown(path, hub), "has_metadata": False, "has_canonical_transform": False,
+    entry = {"npz_path": shown(path, hub), "has_metadata": False, "has_canonical_transform": False,
              "compliant": False}
     try:
         text = read_npz_string(path, "_metadata")
@@ -190,7 +182,7 @@ def write_files(where: Layout, snapshot: dict) -> list[Path]:
     summary = metrics_summary(snapshot, where)
     paths = [where.artifact(name) for name in (files.METRICS_SUMMARY, files.METRICS_SUMMARY_MD, files.DELTA_SUMMARY,
                                                files.HIGHLIGHTS, files.HIGHLIGHTS_PREVIEW)]
-    deltas = delta_summary(summary["aggregate_metrics"], _shown(paths[0], where.hub))
+    deltas = delta_summary(summary["aggregate_metrics"], shown(paths[0], where.hub))
     text, preview = highlights(deltas)
     for path, content in zip(paths, (json.dumps(summary, indent=2) + "\n", metrics_summary_md(summary),
                                      json.dumps(deltas, indent=2) + "\n", text, preview)):
