@@ -36,20 +36,22 @@ def _read(path: Path, what: str) -> PtychoData:
 
 
 def settings_for(preset: Preset, gridsize: int, seed: int, n_positions: int, n_groups: int | None,
-                 steps: int | None, epochs: int | None) -> TrainingSettings:
-    """The preset's schedule for one kind of model; --steps, --nepochs and --n_groups override it."""
+                 steps: int | None, epochs: int | None, n_subsample: int | None = None) -> TrainingSettings:
+    """The preset's schedule for one kind of model; --steps, --nepochs, --n_groups and
+    --n_subsample override it."""
     pinn = gridsize == 2
     groups = (n_groups or preset.pinn_groups) if pinn else 0
     batch = preset.pinn_batch_size if pinn else preset.batch_size
     if epochs is not None:  # passes over the groups (PINN) or the patterns (baseline)
-        items = groups if pinn else min(n_positions, preset.max_train_patterns)
+        items = groups if pinn else min(n_positions, n_subsample or preset.max_train_patterns)
         steps = epochs * math.ceil(items / batch)
     steps = steps or (preset.pinn_steps if pinn else preset.baseline_steps)
     return TrainingSettings(steps=steps, batch_size=batch,
                             learning_rate=preset.pinn_learning_rate if pinn else preset.learning_rate,
                             max_patterns=preset.max_train_patterns, seed=seed, n_groups=groups,
                             warmup_steps=min(preset.warmup_steps, steps // 4),
-                            log_every=max(1, min(50, steps // 20)), patience=preset.patience)
+                            log_every=max(1, min(50, steps // 20)), patience=preset.patience,
+                            n_subsample=n_subsample)
 
 
 def held_out_loss(trained: TrainedModel, data: PtychoData, device: str) -> float:
@@ -84,7 +86,7 @@ def held_out_loss(trained: TrainedModel, data: PtychoData, device: str) -> float
 def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Preset, seed: int,
                    device: str, test_file: Path | None = None, dose: float | None = None,
                    n_groups: int | None = None, neighbours: int = 7, steps: int | None = None,
-                   epochs: int | None = None) -> TrainedModel:
+                   epochs: int | None = None, n_subsample: int | None = None) -> TrainedModel:
     data = _read(train_file, "training data")
     meta = data.metadata or {}
     if dose is not None and meta.get("dose") not in (None, dose):
@@ -99,13 +101,16 @@ def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Pr
         raise TrainingInputError(f"test data {test_file} has no ground-truth patches (Y): the baseline's "
                                  "held-out error needs them")
     n = int(data.diffraction.shape[0])
-    settings = settings_for(preset, gridsize, seed, n, n_groups, steps, epochs)
+    if n_subsample is not None and n_subsample > n:
+        log.info("[E] --n_subsample %d: %s holds %d positions, all of them are used", n_subsample, train_file.name, n)
+        n_subsample = n
+    settings = settings_for(preset, gridsize, seed, n, n_groups, steps, epochs, n_subsample)
     arch = Architecture(preset.patch_size, 1, preset.net_width, preset.net_latent) if gridsize == 1 else \
         Architecture(preset.patch_size, GRIDSIZE_CHANNELS, preset.net_width, preset.net_latent,
                      dropout=preset.pinn_dropout)
     kind = "baseline" if gridsize == 1 else "pinn"
-    log.info("[E] %s gs%d on %s: %d positions%s, %d steps of %d, peak learning rate %g, device %s",
-             kind, gridsize, train_file.name, n,
+    log.info("[E] %s gs%d on %s: %d positions%s%s, %d steps of %d, peak learning rate %g, device %s",
+             kind, gridsize, train_file.name, n, f" ({n_subsample} of them)" if n_subsample else "",
              f", {settings.n_groups} groups (C={GRIDSIZE_CHANNELS} of K={neighbours} nearest)" if gridsize == 2 else "",
              settings.steps, settings.batch_size, settings.learning_rate, device)
     if gridsize == 1:
@@ -115,7 +120,8 @@ def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Pr
     last = trained.log[-1]
     provenance: dict[str, Any] = {
         "dose": meta.get("dose", dose), "view": meta.get("overlap_view"), "train_data": str(train_file),
-        "n_train": n, "seed": seed, "preset": preset.name, "device": device,
+        "n_train": trained.preprocessing["training_positions"], "n_available": n, "n_subsample": n_subsample,
+        "seed": seed, "preset": preset.name, "device": device,
         "loss": "illumination-weighted squared error to ground-truth patches" if gridsize == 1
         else "Poisson negative log-likelihood of the measured counts",
         "steps": last["step"], "planned_steps": settings.steps, "stopped_early": trained.stopped_early,

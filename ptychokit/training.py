@@ -37,6 +37,7 @@ class TrainingSettings:
     warmup_steps: int = 0  # linear ramp of the learning rate: Adam's first steps are its largest
     log_every: int = 50  # steps per row of the training log
     patience: int = 0  # log rows without a 0.2 % better loss before stopping early (0: never)
+    n_subsample: int | None = None  # train on this many positions (PtychoPINN's --n_subsample), not max_patterns
 
 
 @dataclass
@@ -89,10 +90,16 @@ def training_step(model: PatchNet, optimizer: torch.optim.Optimizer, loss_fn: Lo
     return loss.detach()
 
 
-def _subsample(n: int, limit: int) -> np.ndarray:
-    if n <= limit:
+def training_positions(n: int, settings: TrainingSettings) -> np.ndarray:
+    """The positions a model trains on, sorted. With n_subsample, the first of one fixed
+    permutation: a smaller training set is part of every larger one, so a curve of score against
+    size measures the size, not which patterns were drawn. Else the preset's cap."""
+    rng = np.random.default_rng(SUBSAMPLING_SEED)
+    if settings.n_subsample is not None:
+        return np.sort(rng.permutation(n)[:settings.n_subsample])
+    if n <= settings.max_patterns:
         return np.arange(n)
-    return np.sort(np.random.default_rng(SUBSAMPLING_SEED).choice(n, size=limit, replace=False))
+    return np.sort(rng.choice(n, size=settings.max_patterns, replace=False))
 
 
 def learning_rate_factor(step: int, settings: TrainingSettings) -> float:
@@ -163,7 +170,7 @@ def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSetti
     if data.patches is None:
         raise ValueError("the baseline needs ground-truth patches (Y)")
     torch.manual_seed(settings.seed)
-    keep = _subsample(data.diffraction.shape[0], settings.max_patterns)
+    keep = training_positions(data.diffraction.shape[0], settings)
     scale = input_scale_for(data.diffraction[keep])
     inputs = torch.from_numpy(data.diffraction[keep] * scale)[:, None].to(device)
     targets = torch.from_numpy(data.patches[keep])[:, None].to(device)
@@ -172,7 +179,8 @@ def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSetti
     model.input_mean.copy_(inputs.mean(dim=(0, 1)))
     log, early = _fit(model, inputs.shape[0], lambda i: (inputs[i.to(device)], targets[i.to(device)], weight),
                       baseline_loss, settings)
-    return TrainedModel(model, {"input_scale": scale, "gridsize": 1}, log, early)
+    return TrainedModel(model, {"input_scale": scale, "gridsize": 1, "training_positions": int(keep.size)}, log,
+                        early)
 
 
 def pinn_batches(data: PtychoData, scale: float, device: str,
@@ -194,7 +202,7 @@ def train_pinn(data: PtychoData, arch: Architecture, settings: TrainingSettings,
     """Gridsize 2, unsupervised: Poisson likelihood of the counts through the forward model, over
     `n_groups` groups drawn PtychoPINN's way (C of a position's K nearest, oversampled)."""
     torch.manual_seed(settings.seed)
-    keep = _subsample(data.diffraction.shape[0], settings.max_patterns)
+    keep = training_positions(data.diffraction.shape[0], settings)
     xs, ys = data.xcoords[keep], data.ycoords[keep]
     groups = training_groups(xs, ys, settings.n_groups or keep.size, GRIDSIZE_CHANNELS, neighbours,
                              GROUPING_SEED)

@@ -2,7 +2,7 @@
 physics-informed network. PtychoPINN's training flag spellings where they exist.
 
     python scripts/train_model.py --train_data_file NPZ --output_dir DIR --gridsize 1|2
-        [--test_data_file NPZ] [--preset demo] [--nphotons D] [--n_groups G] [--neighbor_count 7]
+        [--test_data_file NPZ] [--preset demo] [--nphotons D] [--n_groups G] [--n_subsample N] [--neighbor_count 7]
         [--steps S | --nepochs E] [--seed 42] [--device auto|cpu|cuda] [--quiet]
 
 Gridsize 1 trains the supervised baseline on the NPZ's ground-truth patches (Y); gridsize 2 the
@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nphotons", type=positive(float),
                    help="the data's dose, photons per pattern (checked against the NPZ's metadata)")
     p.add_argument("--n_groups", type=positive(int), help="gridsize-2 groups drawn for training (oversampled)")
+    p.add_argument("--n_subsample", type=positive(int),
+                   help="train on this many positions of the file (a fixed subset; smaller ones nest in larger)")
     p.add_argument("--neighbor_count", type=positive(int), default=7,
                    help="K: a group's members are drawn from a position's K nearest (default 7)")
     length = p.add_mutually_exclusive_group()
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train_and_save(args.train_data_file, args.output_dir, args.gridsize, preset, args.seed, device,
                        test_file=args.test_data_file, dose=args.nphotons, n_groups=args.n_groups,
-                       neighbours=args.neighbor_count, steps=args.steps, epochs=args.nepochs)
+                       neighbours=args.neighbor_count, steps=args.steps, epochs=args.nepochs,
+                       n_subsample=args.n_subsample)
     except TrainingInputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
