@@ -39,7 +39,8 @@ def test_status_json_is_machine_readable(study):
     # job's labels beside them: the study's words for its condition.
     from runner.ledger import QUERIES
     rows = ledger_rows(study / "analysis/ledger.db", QUERIES["status_jobs"], {"root": None})
-    assert set(snap["jobs"][0]) == set(rows[0].keys()) | {"phase", "dose", "view", "split", "selection_strategy",
+    assert set(snap["jobs"][0]) == set(rows[0].keys()) | {"phase", "dose", "view", "split", "seed", "train_size",
+                                                          "selection_strategy",
                                                           "acceptance_rate", "spacing_threshold", "n_accepted",
                                                           "n_rejected"}
     assert snap["jobs"][0]["backend"] == "local" and snap["jobs"][0]["slurm_job_id"] is None

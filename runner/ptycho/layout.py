@@ -8,10 +8,12 @@ folders given one by one. Within them:
     phase_c/dose_D/patched_{split}.npz                    simulated data (Phase C)
     phase_d/dose_D/{view}/{view}_{split}.npz              overlap views (Phase D; or {split}.npz)
     phase_e/dose_D/baseline/gs1, phase_e/dose_D/{view}/gs2   the models (Phase E)
+    phase_e/dose_D/{view}/seed_S/gs2, .../n_N/gs2        another seed's, another training-set size's
     phase_f/dose_D/{view}/{split}/ptychi_reconstruction.npz  Pty-Chi reconstructions (Phase F)
     phase_f/dose_D_{view}_{split}/manifest.json           a legacy per-split Phase F manifest
     phase_f/reconstruction_manifest.json                  Phase F's manifest
     analysis/dose_D/{view}/{split}/                       a comparison's outputs (Phase G)
+    analysis/dose_D/{view}/seed_S/{split}/                ... of another seed's models (replicates.py)
     analysis/phase_e/..., analysis/phase_f/...            the logs of trainings and reconstructions
 
 Paths are built as plain strings: a plan of 10,000 jobs builds 100,000 of them.
@@ -60,16 +62,21 @@ PLOTS = "plots"
 DOSE_DIR = re.compile(r"^dose_(\d+)$")
 
 
-def training_key(dose: int, model: str) -> str:
-    return f"E/dose_{dose}/{model}"
+def _level(folder: str) -> str:
+    """A replicate's level of folders (replicates.Replicate.folder), as a path part."""
+    return f"/{folder}" if folder else ""
+
+
+def training_key(dose: int, model: str, replicate: str = "") -> str:
+    return f"E/dose_{dose}/{model}{_level(replicate)}"
 
 
 def reconstruction_key(dose: int, view: str, split: str) -> str:
     return f"F/dose_{dose}/{view}/{split}"
 
 
-def comparison_key(dose: int, view: str, split: str) -> str:
-    return f"dose_{dose}/{view}/{split}"
+def comparison_key(dose: int, view: str, split: str, replicate: str = "") -> str:
+    return f"dose_{dose}/{view}{_level(replicate)}/{split}"
 
 
 @dataclass(frozen=True)
@@ -169,11 +176,11 @@ class Layout:
             or f"{self.phase_d or '<no --phase-d-root>'}/dose_{dose}/{view}/{view}_{split}.npz"
 
     # --- Phase E: the models -------------------------------------------------------------------
-    def model_dir(self, dose: int, model: str) -> str:
-        return f"{self.phase_e}/dose_{dose}/{model}/" + ("gs1" if model == BASELINE else "gs2")
+    def model_dir(self, dose: int, model: str, replicate: str = "") -> str:
+        return f"{self.phase_e}/dose_{dose}/{model}{_level(replicate)}/" + ("gs1" if model == BASELINE else "gs2")
 
-    def training_logs(self, dose: int, model: str) -> Path:
-        return self.artifacts / "phase_e" / f"dose_{dose}" / model
+    def training_logs(self, dose: int, model: str, replicate: str = "") -> Path:
+        return self.artifacts / "phase_e" / f"dose_{dose}" / f"{model}{_level(replicate)}"
 
     # --- Phase F: the reconstructions ----------------------------------------------------------
     def reconstruction(self, dose: int, view: str, split: str) -> str:
@@ -190,8 +197,8 @@ class Layout:
         return self.phase_f / RECONSTRUCTION_MANIFEST
 
     # --- Phase G: the comparisons --------------------------------------------------------------
-    def comparison_dir(self, dose: int, view: str, split: str) -> str:
-        return f"{self.artifacts}/dose_{dose}/{view}/{split}"
+    def comparison_dir(self, dose: int, view: str, split: str, replicate: str = "") -> str:
+        return f"{self.artifacts}/dose_{dose}/{view}{_level(replicate)}/{split}"
 
     def artifact(self, name: str) -> Path:
         """One of the run's files in the artifact root (COMPARISON_MANIFEST, METRICS_SUMMARY, ...)."""

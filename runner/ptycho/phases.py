@@ -25,6 +25,7 @@ from runner.jobs import FailureClass, HalveFlags, Input, Job, Kind, MetricsCheck
 from runner.ptycho import layout as files
 from runner.ptycho.arms import EXPECTED_MODELS, PINN, TRAINED_ARMS
 from runner.ptycho.layout import BASELINE, Layout
+from runner.ptycho.replicates import Replicate
 from runner.ptycho.settings import StudySettings, SuccessRule
 
 TRAIN, RECONSTRUCT, COMPARE = "E", "F", "G"
@@ -54,8 +55,12 @@ class Hashes:
     compare: str = ""
 
 
-def training(settings: StudySettings, dose: int, model: str, hashes: Hashes) -> Job:
-    """E(dose, model): the baseline on Phase C's split, or a view's PINN on that view."""
+PLAIN = Replicate(None, None, True)  # a one-seed study's training, its arguments as given
+
+
+def training(settings: StudySettings, dose: int, model: str, hashes: Hashes, replicate: Replicate = PLAIN) -> Job:
+    """E(dose, model, replicate): the baseline on Phase C's split, or a view's PINN on that view,
+    with the replicate's seed and training-set size."""
     where = settings.layout
     if model == BASELINE:
         train, test, gridsize = where.patched(dose, "train"), where.patched(dose, "test"), "1"
@@ -63,17 +68,17 @@ def training(settings: StudySettings, dose: int, model: str, hashes: Hashes) -> 
         train = where.view_file_or_expected(dose, model, "train")
         test = where.view_file_or_expected(dose, model, "test")
         gridsize = "2"
-    out = where.model_dir(dose, model)
+    out = where.model_dir(dose, model, replicate.folder)
     argv = (*settings.train_cmd, "--train_data_file", train, "--test_data_file", test, "--output_dir", out,
-            "--gridsize", gridsize, "--nphotons", str(dose), *settings.train_args)
+            "--gridsize", gridsize, "--nphotons", str(dose), *replicate.training_args(settings.train_args))
     made = tuple(Path(out) / name for name in ((settings.checkpoint_name,) if settings.checkpoint_name
                                                  else files.MODEL_FILES))
     summary = made[-1] if made[-1].suffix == ".json" else None
     numbers = Numbers(summary, TRAINING_NUMBERS, TRAINED_ARMS.get(model, PINN), section="provenance") \
         if summary else None
-    return Job(key=files.training_key(dose, model), argv=argv, cwd=settings.workdir,
-               output_dir=where.training_logs(dose, model), kind=TRAIN,
-               labels={"phase": TRAIN, "dose": dose, "model": model},
+    return Job(key=files.training_key(dose, model, replicate.folder), argv=argv, cwd=settings.workdir,
+               output_dir=where.training_logs(dose, model, replicate.folder), kind=TRAIN,
+               labels={"phase": TRAIN, "dose": dose, "model": model, **replicate.labels},
                inputs=(Input(train, "training data"), Input(test, "test data")), produces=(out,),
                check=OutputsCheck(made, numbers=numbers), identity=(hashes.train,))
 
@@ -94,12 +99,13 @@ def reconstruction(settings: StudySettings, dose: int, view: str, split: str, me
 
 
 def comparison(settings: StudySettings, dose: int, view: str, split: str, test_data: str, reconstruction: str,
-               metadata: dict[str, Any], hashes: Hashes) -> Job:
-    """G(dose, view, split): the comparison of the view's PINN, the dose's baseline and the
-    reconstruction, on `test_data`."""
+               metadata: dict[str, Any], hashes: Hashes, replicate: Replicate = PLAIN) -> Job:
+    """G(dose, view, split, replicate): the comparison of the view's PINN and the dose's baseline
+    of that seed and training-set size, and the reconstruction, on `test_data`."""
     where = settings.layout
-    pinn_dir, baseline_dir = where.model_dir(dose, view), where.model_dir(dose, BASELINE)
-    output_dir = where.comparison_dir(dose, view, split)
+    pinn_dir = where.model_dir(dose, view, replicate.folder)
+    baseline_dir = where.model_dir(dose, BASELINE, replicate.folder)
+    output_dir = where.comparison_dir(dose, view, split, replicate.folder)
     argv = (*settings.compare_cmd,
             "--pinn_dir", pinn_dir, "--baseline_dir", baseline_dir,
             "--test_data", test_data, "--output_dir", output_dir,
@@ -111,9 +117,9 @@ def comparison(settings: StudySettings, dose: int, view: str, split: str, test_d
               Input(test_data, "test data"), Input(reconstruction, "reconstruction"))
     output = Path(output_dir)
     metrics = settings.success is SuccessRule.METRICS
-    return Job(key=files.comparison_key(dose, view, split), argv=argv, cwd=settings.workdir,
+    return Job(key=files.comparison_key(dose, view, split, replicate.folder), argv=argv, cwd=settings.workdir,
                output_dir=output, kind=COMPARE,
-               labels={"phase": COMPARE, "dose": dose, "view": view, "split": split, **metadata},
+               labels={"phase": COMPARE, "dose": dose, "view": view, "split": split, **replicate.labels, **metadata},
                inputs=inputs,
                check=MetricsCheck(output / files.METRICS_FILE, EXPECTED_MODELS, (output / files.FLOOR_FILE,))
                if metrics else None,

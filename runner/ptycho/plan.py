@@ -1,5 +1,5 @@
 """The study's plan: its folders and settings -> the jobs of the chosen phases, E per (dose,
-model), F and G per (dose, view, split), in the study's order (E, F, G; dose ascending, dense
+model, replicate), F per (dose, view, split), G per (dose, view, split, replicate), in the study's order (E, F, G; dose ascending, dense
 before sparse, train before test), each naming the jobs it needs.
 
 Doses are found by scanning Phase C's `dose_<int>` folders, not taken from a fixed list. A job
@@ -99,9 +99,11 @@ def plan(settings: StudySettings) -> list[Job]:
                                                             (dose, view, split))
         return read[dose, view, split]
 
+    axes = settings.axes
     jobs: list[Job] = []
     if "E" in settings.phases:
-        jobs += [phases.training(settings, dose, model, hashes) for dose in doses for model in (BASELINE, *views)]
+        jobs += [phases.training(settings, dose, model, hashes, replicate) for dose in doses
+                 for model in (BASELINE, *views) for replicate in axes.of(model, views)]
     conditions = [(dose, view, split) for dose in doses for view in views for split in splits]
     if "F" in settings.phases:
         jobs += [phases.reconstruction(settings, *c, meta(*c), hashes) for c in conditions]
@@ -110,8 +112,9 @@ def plan(settings: StudySettings) -> list[Job]:
             reconstruction = where.reconstruction(dose, view, split) if "F" in settings.phases \
                 else reconstruction_path(where, dose, view, split)
             test_data = phases.comparison_data(where, dose, view, split, sources[view])
-            jobs.append(phases.comparison(settings, dose, view, split, test_data, reconstruction,
-                                          meta(dose, view, split), hashes))
+            jobs += [phases.comparison(settings, dose, view, split, test_data, reconstruction,
+                                       meta(dose, view, split), hashes, replicate)
+                     for replicate in axes.of(view, views)]
     return _linked(settings, jobs)
 
 
@@ -132,11 +135,12 @@ def _linked(settings: StudySettings, jobs: list[Job]) -> list[Job]:
 
 def _serves(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether the outputs of the job of labels `a` are inputs of the job of labels `b`: same dose,
-    same view (a training's model: the baseline serves every view), and same split where both
-    have one."""
+    same view (a training's model: the baseline serves every view), and same split, seed and
+    training-set size where both have one (a reconstruction has no seed: it serves every seed)."""
     view_a, view_b = a.get("view", a.get("model")), b.get("view", b.get("model"))
     return a["dose"] == b["dose"] and (view_a == view_b or BASELINE in (view_a, view_b)) \
-        and (a.get("split") is None or b.get("split") is None or a["split"] == b["split"])
+        and all(name not in a or name not in b or a[name] == b[name]
+                for name in ("split", "seed", "train_size"))
 
 
 def check_commands(settings: StudySettings) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 
 from runner import config
 from runner.config import ConfigError
-from runner.ptycho.layout import PHASE_FOLDERS, Layout
+from runner.ptycho import replicates
+from runner.ptycho.layout import PHASE_FOLDERS, VIEWS, Layout
+from runner.ptycho.replicates import Axes
 
 
 class SuccessRule(str, enum.Enum):
@@ -54,6 +56,7 @@ class StudySettings:
     test_data: tuple[str, ...] = ()  # SOURCE or VIEW=SOURCE: where each view's test NPZ comes from
     checkpoint_name: str | None = None
     success: SuccessRule = SuccessRule.METRICS
+    axes: Axes = field(default_factory=Axes)  # the networks' replicate seeds and training-set sizes
 
     @property
     def artifact_root(self) -> Path:
@@ -72,7 +75,8 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
         "compare_cmd", "compare_args", "compare_arg", "views", "view", "splits", "split", "phases", "phase",
         "train_cmd", "train_args", "train_arg", "recon_cmd", "recon_args", "recon_arg")},
     "phase_needs": ((dict,), "a table such as {G = [\"E\", \"F\"]}"),
-    **{key: ((int, str, list), "a number or a list of numbers") for key in ("doses", "dose")},
+    **{key: ((int, str, list), "a number or a list of numbers") for key in ("doses", "dose", "seeds", "train_sizes")},
+    "replicates": ((int, str, dict), "a number, or a table such as {dense = 3, sparse = 1}"),
     "test_data": ((str, list, dict), "phase_c, phase_d, a list of VIEW=SOURCE or a table"),
     "checkpoint_name": (config.TEXT, "a file name"),
     "success": (config.TEXT, "one of " + ", ".join(m.value for m in SuccessRule)),
@@ -92,6 +96,12 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
     pick.add_argument("--dose", action="append", help="only this dose (repeatable)")
     pick.add_argument("--view", action="append", help="dense or sparse (repeatable)")
     pick.add_argument("--split", action="append", help="train or test (repeatable)")
+    pick.add_argument("--seeds", help="the networks' training seeds, e.g. 42,43,44: one training and one "
+                                      "comparison per seed (replicates)")
+    pick.add_argument("--replicates", help="how many seeds, counted from the --seed of the training arguments: "
+                                           "N, or per view, e.g. dense=3,sparse=1")
+    pick.add_argument("--train-sizes", help="training-set sizes in patterns, e.g. 256,1024,all: one training and "
+                                            "one comparison per size (all: the whole training split, the default)")
     pick.add_argument("--phases", help="the study's phases to run as one graph of jobs: E (training), F "
                                        "(Pty-Chi reconstruction), G (comparison, the default), e.g. E,F,G")
     cmd = run.add_argument_group("the commands")
@@ -212,6 +222,7 @@ def build(file: dict[str, Any], flags: dict[str, Any], config_file: Path | None,
         raise ConfigError(f"--workdir {workdir} is not a folder")
     doses = merged.get("doses") or merged.get("dose") or ()
     doses = [doses] if isinstance(doses, (int, float, str)) else doses
+    train_args = config.arguments(merged, "train_arg")
     return StudySettings(
         layout=Layout(phase["phase_c"], phase["phase_d"], phase["phase_e"], phase["phase_f"], artifact,
                       found.root if found else None),
@@ -222,11 +233,12 @@ def build(file: dict[str, Any], flags: dict[str, Any], config_file: Path | None,
         phases=phases,
         compare_cmd=compare_cmd, compare_args=config.arguments(merged, "compare_arg"),
         train_cmd=config.command(merged, "train_cmd", DEFAULT_TRAIN_CMD),
-        train_args=config.arguments(merged, "train_arg"),
+        train_args=train_args,
         recon_cmd=config.command(merged, "recon_cmd", DEFAULT_RECON_CMD),
         recon_args=config.arguments(merged, "recon_arg"),
         phase_needs=_phase_needs(merged.get("phase_needs"), phases),
         test_data=config.words(merged.get("test_data") or ()),
         checkpoint_name=merged.get("checkpoint_name"),
         success=config.choice(merged, "success", SuccessRule, SuccessRule.METRICS),
+        axes=replicates.build(merged, train_args, VIEWS),
     )
