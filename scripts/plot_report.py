@@ -1,12 +1,15 @@
 """Draw the report's figures from its study_table.csv (and one condition's aligned images).
 
     python scripts/plot_report.py --table REPORT/study_table.csv --out REPORT/plots \
+        [--summary REPORT/study_summary.csv] \
         [--montage-npz OUT/reconstructions_aligned.npz --montage-title dose_100000/dense/test]
 
 One PNG per metric: the metric against dose (log axis), one line per model, one panel per view
-and split, amplitude on the top row and phase below. The montage shows the ground truth and every
-model's aligned amplitude and phase; beside it, one FRC plot per model of the same condition
-(montage_frc_<model>.png), drawn from the `*_frc_curves.csv` and comparison_metrics.csv that the
+and split, amplitude on the top row and phase below. With --summary (study_summary.csv: the mean
+and 95% interval over replicate seeds), those lines are the default training set's means with the
+intervals as error bars, and train_size.png shows MS-SSIM against the number of training patterns.
+The montage shows the ground truth and every model's aligned amplitude and phase; beside it, one
+FRC plot per model of the same condition (montage_frc_<model>.png), drawn from the `*_frc_curves.csv` and comparison_metrics.csv that the
 comparison wrote next to the NPZ (or in --frc-dir). Prints the path of each PNG it writes; exit 1
 with one line when an input cannot be read. `runner report` runs this script, so the runner itself never imports
 matplotlib or numpy.
@@ -30,6 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 MODELS = ("PtychoPINN", "Baseline", "PtyChi")
+TRAINED = ("PtychoPINN", "Baseline")  # the arms whose quality depends on the training set's size
+COLOURS = {"PtychoPINN": "C0", "Baseline": "C1", "PtyChi": "C2"}
 FLOOR = "FlatFloor"  # the trivial predictor: drawn as a grey dashed line, the level of no learning
 FRC_FILES = {"PtychoPINN": "pinn_frc_curves.csv", "Baseline": "baseline_frc_curves.csv",
              "PtyChi": "ptychi_frc_curves.csv"}
@@ -37,30 +42,65 @@ METRIC_ORDER = ("ms_ssim", "ssim", "psnr", "mae", "mse", "frc50", "frc1over7")
 PARTS = ("amplitude", "phase")
 
 
-def read_table(path: Path) -> dict:
-    """{metric: {(view, split): {model: [(dose, amplitude, phase)]}}}"""
-    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+def _cell(value: str) -> float:
+    return float(value) if value else np.nan
+
+
+def read_table(path: Path) -> list[dict]:
+    """study_table.csv's rows in the summary's shape (one attempt: a mean without interval)."""
     with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            cell = lambda v: float(v) if v else np.nan  # noqa: E731
-            data[row["metric"]][(row["view"], row["split"])][row["model"]].append(
-                (int(row["dose"]), cell(row["amplitude"]), cell(row["phase"])))
+        return [dict(metric=row["metric"], view=row["view"], split=row["split"], model=row["model"],
+                     dose=int(row["dose"]), train_size=None, amplitude_mean=_cell(row["amplitude"]),
+                     phase_mean=_cell(row["phase"])) for row in csv.DictReader(f)]
+
+
+def read_summary(path: Path) -> list[dict]:
+    """study_summary.csv's rows: numbers as floats (NaN where empty), train_size None for the default
+    training set."""
+    numbers = [f"{part}_{stat}" for part in PARTS for stat in ("mean", "ci_low", "ci_high")] + ["n_train"]
+    with open(path, newline="") as f:
+        return [dict(row, dose=int(row["dose"]), train_size=int(row["train_size"]) if row["train_size"] else None,
+                     **{key: _cell(row[key]) for key in numbers}) for row in csv.DictReader(f)]
+
+
+def by_panel(rows: list[dict]) -> dict:
+    """{metric: {(view, split): {model: [row]}}}"""
+    data: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for row in rows:
+        data[row["metric"]][(row["view"], row["split"])][row["model"]].append(row)
     return data
+
+
+def summary_series(rows: list[dict], part: str, x: str = "dose") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One line's points sorted by x: x, the mean, and the error bars as a (2, n) array of the distances
+    down to ci_low and up to ci_high; NaN where there is no interval, which matplotlib draws as no bar."""
+    rows = sorted(rows, key=lambda r: r[x])
+    mean = np.array([r[f"{part}_mean"] for r in rows], dtype=float)
+    low, high = (np.array([r.get(f"{part}_{bound}", np.nan) for r in rows], dtype=float)
+                 for bound in ("ci_low", "ci_high"))
+    return np.array([r[x] for r in rows], dtype=float), mean, np.vstack([mean - low, high - mean])
 
 
 def plot_metric(metric: str, panels: dict, out: Path) -> Path:
     keys = sorted(panels, key=lambda k: (k[0] != "dense", k[1] != "train", k))
     fig, axes = plt.subplots(2, len(keys), figsize=(3.4 * len(keys), 5.4), squeeze=False,
                              sharex=True, constrained_layout=True)
+    legend = []  # the first panel's, in the models' order (matplotlib would list error-bar lines last)
     for col, key in enumerate(keys):
         for row, part in enumerate(PARTS):
             ax = axes[row][col]
             models = sorted(panels[key], key=lambda m: (MODELS.index(m) if m in MODELS else 9, m))
             for model in models:
-                points = sorted(panels[key][model])
-                style = dict(color="0.45", linestyle="--", label=f"{FLOOR} (flat phase, mean amplitude)") \
-                    if model == FLOOR else dict(marker="o", label=model)
-                ax.plot([p[0] for p in points], [p[1 + row] for p in points], **style)
+                x, y, yerr = summary_series(panels[key][model], part)
+                if model == FLOOR:
+                    drawn = ax.plot(x, y, color="0.45", linestyle="--",
+                                    label=f"{FLOOR} (flat phase, mean amplitude)")[0]
+                elif np.isfinite(yerr).any():
+                    drawn = ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=model)
+                else:
+                    drawn = ax.plot(x, y, marker="o", label=model)[0]
+                if row == col == 0:
+                    legend.append(drawn)
             ax.set_xscale("log")
             ax.set_title(f"{key[0]} {key[1]}: {part}", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
@@ -68,9 +108,61 @@ def plot_metric(metric: str, panels: dict, out: Path) -> Path:
                 ax.set_xlabel("dose (photons)")
             if col == 0:
                 ax.set_ylabel(metric)
-    axes[0][0].legend(fontsize=8)
+    axes[0][0].legend(handles=legend, fontsize=8)
     fig.suptitle(f"{metric} against dose")
     path = out / f"{metric}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _patterns(row: dict) -> float | None:
+    """The training patterns a row stands for: those its models trained on, else those requested."""
+    return row["n_train"] if np.isfinite(row["n_train"]) else row["train_size"]
+
+
+def plot_train_size(rows: list[dict], out: Path, metric: str = "ms_ssim") -> Path | None:
+    """The metric against the number of training patterns, one panel per dose and part, for the dense
+    test condition (else the first one with sized rows); None when no row has a train_size."""
+    rows = [r for r in rows if r["metric"] == metric]
+    conditions = list(dict.fromkeys((r["view"], r["split"]) for r in rows if r["train_size"] is not None))
+    if not conditions:
+        return None
+    view, split = ("dense", "test") if ("dense", "test") in conditions else conditions[0]
+    rows = [r for r in rows if (r["view"], r["split"]) == (view, split)]
+    doses = sorted({r["dose"] for r in rows if r["train_size"] is not None})
+    fig, axes = plt.subplots(2, len(doses), figsize=(max(3.4 * len(doses), 5.0), 5.4), squeeze=False,
+                             sharex=True, constrained_layout=True)
+    for col, dose in enumerate(doses):
+        here = [r for r in rows if r["dose"] == dose]
+        for row, part in enumerate(PARTS):
+            ax = axes[row][col]
+            drawn = []  # for the legend: trained arms first (matplotlib would list error-bar lines last)
+            for model in TRAINED:
+                # The default training set is one more point wherever its size is known.
+                line = [dict(r, patterns=_patterns(r)) for r in here
+                        if r["model"] == model and _patterns(r) is not None]
+                if line:
+                    x, y, yerr = summary_series(line, part, x="patterns")
+                    drawn.append(ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, color=COLOURS[model],
+                                             label=model))
+            # Arms without training do not depend on its size: a level at this dose.
+            for model, style in (("PtyChi", dict(color=COLOURS["PtyChi"], linestyle=":")),
+                                 (FLOOR, dict(color="0.45", linestyle="--"))):
+                values = [r[f"{part}_mean"] for r in here if r["model"] == model and np.isfinite(r[f"{part}_mean"])]
+                if values:
+                    drawn.append(ax.axhline(np.mean(values), label=model, **style))
+            if row == col == 0:
+                ax.legend(handles=drawn, fontsize=8)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"dose {dose:g}: {part}", fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("training patterns")
+            if col == 0:
+                ax.set_ylabel(metric)
+    fig.suptitle(f"{metric} against training patterns ({view} {split})")
+    path = out / "train_size.png"
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -152,19 +244,28 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summary", type=Path, help="study_summary.csv: draw means with 95%% intervals")
     parser.add_argument("--montage-npz", type=Path)
     parser.add_argument("--montage-title", default="")
     parser.add_argument("--frc-dir", type=Path,
                         help="folder of the montage condition's *_frc_curves.csv (default: the NPZ's folder)")
     args = parser.parse_args(argv)
+    source = args.table
     try:
-        data = read_table(args.table)
+        rows = read_table(source)
+        if args.summary:
+            source = args.summary
+            rows = read_summary(source)
     except (OSError, KeyError, ValueError) as exc:
-        print(f"plot_report: error: cannot read {args.table}: {exc}", file=sys.stderr)
+        print(f"plot_report: error: cannot read {source}: {exc}", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
+    data = by_panel([r for r in rows if r["train_size"] is None])  # against dose: the default training set
     for metric in sorted(data, key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else 99, m)):
         print(plot_metric(metric, data[metric], args.out), flush=True)
+    sized = plot_train_size(rows, args.out)
+    if sized:
+        print(sized, flush=True)
     if args.montage_npz:
         try:
             print(plot_montage(args.montage_npz, args.montage_title, args.out), flush=True)

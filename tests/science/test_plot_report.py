@@ -73,3 +73,56 @@ def test_the_training_curves_of_every_model_of_a_study(tiny_study, tmp_path):
                             "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert empty.returncode == 1 and empty.stderr.startswith("plot_training: error: no phase_e")
     assert len(empty.stderr.strip().splitlines()) == 1
+
+
+SUMMARY_HEADER = ["dose", "view", "split", "train_size", "model", "metric", "n", "amplitude_mean",
+                  "amplitude_ci_low", "amplitude_ci_high", "phase_mean", "phase_ci_low", "phase_ci_high", "n_train"]
+
+
+def write_study(tmp_path: Path) -> tuple[Path, Path]:
+    """A study_table.csv and a study_summary.csv: PtychoPINN with intervals, Baseline from one seed (no
+    interval), the reference arms without n_train, two training-set sizes besides the default."""
+    rows = []
+    for dose in (1000, 100000):
+        rows += [[dose, "dense", "test", "", "PtychoPINN", "ms_ssim", 3, 0.8, 0.75, 0.86, 0.6, 0.5, 0.7, 4000],
+                 [dose, "dense", "test", "", "Baseline", "ms_ssim", 1, 0.7, "", "", 0.5, "", "", 4000],
+                 [dose, "dense", "test", "", "PtyChi", "ms_ssim", 1, 0.9, "", "", 0.8, "", "", ""],
+                 [dose, "dense", "test", "", "FlatFloor", "ms_ssim", 1, 0.3, "", "", 0.1, "", "", ""]]
+        for size, n_train in ((256, 250), (1024, 1000)):
+            rows += [[dose, "dense", "test", size, "PtychoPINN", "ms_ssim", 3, 0.6, 0.55, 0.66, 0.4, 0.3, 0.5, n_train],
+                     [dose, "dense", "test", size, "Baseline", "ms_ssim", 3, 0.5, 0.4, 0.6, 0.3, 0.2, 0.4, n_train]]
+    summary = tmp_path / "study_summary.csv"
+    write_csv(summary, SUMMARY_HEADER, rows)
+    table = tmp_path / "study_table.csv"
+    write_csv(table, ["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt"],
+              [[dose, "dense", "test", "PtychoPINN", "ms_ssim", 0.8, 0.6, 1] for dose in (1000, 100000)])
+    return table, summary
+
+
+def test_summary_draws_means_with_intervals_and_the_training_size_figure(tmp_path):
+    table, summary = write_study(tmp_path)
+    out = tmp_path / "plots"
+    script = [sys.executable, str(REPO / "scripts/plot_report.py"), "--table", str(table), "--out", str(out)]
+    result = subprocess.run(script + ["--summary", str(summary)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in ("ms_ssim.png", "train_size.png"):
+        assert str(out / name) in result.stdout.splitlines() and (out / name).stat().st_size > 0
+    missing = subprocess.run(script + ["--summary", str(tmp_path / "none.csv")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 1 and missing.stderr.startswith("plot_report: error: cannot read")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_summary_series_error_bars_are_the_csv_intervals(tmp_path):
+    from scripts.plot_report import read_summary, summary_series
+
+    _, summary = write_study(tmp_path)
+    rows = [r for r in read_summary(summary) if r["train_size"] is None]
+    x, y, yerr = summary_series([r for r in rows if r["model"] == "PtychoPINN"], "amplitude")
+    assert x.tolist() == [1000, 100000] and np.allclose(y, 0.8)
+    assert np.allclose(y - yerr[0], 0.75) and np.allclose(y + yerr[1], 0.86)
+    _, y, yerr = summary_series([r for r in rows if r["model"] == "Baseline"], "phase")
+    assert np.allclose(y, 0.5) and np.isnan(yerr).all()  # one seed: no interval, no bar
+    sized = [r for r in read_summary(summary) if r["model"] == "Baseline" and r["dose"] == 1000 and r["train_size"]]
+    x, y, yerr = summary_series(sized, "phase", x="n_train")
+    assert x.tolist() == [250, 1000] and np.allclose(y - yerr[0], 0.2) and np.allclose(y + yerr[1], 0.4)
