@@ -97,9 +97,11 @@ def reconstruction_options(settings: PtychiSettings) -> list[str]:
 RUNNER_CONFIG = "runner.toml"
 
 
-def write_runner_config(root: Path, preset: Preset, seed: int) -> Path:
+def write_runner_config(root: Path, preset: Preset, seed: int, replicates: str | None = None,
+                        train_sizes: str | None = None) -> Path:
     """runner.toml: how `python -m runner run --config` trains, reconstructs and compares this
-    study as one graph of jobs, with the preset's schedule and solver (the device is the slot's)."""
+    study as one graph of jobs, with the preset's schedule and solver (the device is the slot's),
+    its replicate seeds (counted from `seed`) and training-set sizes."""
     def listed(values: list[str]) -> str:
         return "[" + ", ".join(json.dumps(v) for v in values) + "]"
     text = (f"# Phases E, F and G of this study (preset {preset.name}, seed {seed}) as one graph of jobs:\n"
@@ -108,7 +110,11 @@ def write_runner_config(root: Path, preset: Preset, seed: int) -> Path:
             "\n[study]  # what to run: the folders, the phases and their commands\n"
             'hub = "."  # PtychoPINN\'s hub: data/phase_c .. phase_f, analysis, cli\n'
             'phases = ["E", "F", "G"]\n'
-            f"train_args = {listed(training_options(preset, seed))}\n"
+            "# Seeds per view, counted from the --seed below: one training and comparison per seed.\n"
+            f"replicates = {json.dumps(replicates or preset.replicates)}\n"
+            + (f"train_sizes = {json.dumps(train_sizes)}  # training patterns; all: the whole split\n"
+               if train_sizes else "")
+            + f"train_args = {listed(training_options(preset, seed))}\n"
             f"recon_args = {listed(reconstruction_options(_ptychi_settings(preset, seed, 'auto')))}\n"
             "\n[run]  # how to run it\n"
             "# On a GPU a training takes the whole device, two reconstructions or four comparisons share one.\n"
@@ -126,7 +132,8 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 DATA_PHASES = ("C", "D")
 
 
-def run_data(hub: Path, preset: Preset, seed: int, phases: tuple[str, ...] = DATA_PHASES) -> dict[str, float]:
+def run_data(hub: Path, preset: Preset, seed: int, phases: tuple[str, ...] = DATA_PHASES,
+             replicates: str | None = None, train_sizes: str | None = None) -> dict[str, float]:
     """The chosen data phases (C, D) into the hub's data folder, in order, each logged to HUB/cli
     as PtychoPINN's orchestrator names it (phase_c_generation.log, phase_d_<view>.log), then
     runner.toml; returns the seconds each took."""
@@ -143,7 +150,7 @@ def run_data(hub: Path, preset: Preset, seed: int, phases: tuple[str, ...] = DAT
         timings[name] = round(time.perf_counter() - start, 2)
         log.info("phase %s done in %.1f s", name, timings[name])
         record_timings(hub, preset, seed, {name: timings[name]})
-    write_runner_config(hub, preset, seed)  # last: its presence says the data is complete
+    write_runner_config(hub, preset, seed, replicates, train_sizes)  # last: its presence says the data is complete
     return timings
 
 

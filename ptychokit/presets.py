@@ -39,6 +39,9 @@ class Preset:
     ptychi_batch: int
     ptychi_noise_model: str  # LSQML's: gaussian (what PtychoPINN's study sets) or poisson
     max_train_patterns: int  # cap on the patterns a network trains on (keeps CPU presets short)
+    # Training seeds per view (the runner's `replicates`): each network is trained and compared once
+    # per seed; the baseline takes as many as the view that has most.
+    replicates: str = "1"
 
     def with_doses(self, doses: tuple[int, ...]) -> "Preset":
         return replace(self, doses=doses)
@@ -65,6 +68,9 @@ PRESETS: dict[str, Preset] = {
         pinn_batch_size=64, pinn_learning_rate=3e-3, pinn_groups=16000, pinn_dropout=0.0, warmup_steps=50,
         patience=0,
         ptychi_algorithm="LSQML", ptychi_epochs=30, ptychi_batch=96, ptychi_noise_model="poisson",
+        # Three seeds of every network the dense view compares; the sparse view's PINN, the
+        # slowest training, once (the demo's 15-minute budget on two cores).
+        replicates="dense=3,sparse=1",
     ),
     # The real study's probe (N = 128) on an object large enough for views a network can learn from
     # (STUDY.md §2's 464 x 464 object leaves a few dozen positions per view). For a GPU.
@@ -76,5 +82,6 @@ PRESETS: dict[str, Preset] = {
         patience=20,
         # Phase F as the study ran it: LSQML, 100 epochs, PtychoPINN's batch and noise model.
         ptychi_algorithm="LSQML", ptychi_epochs=100, ptychi_batch=96, ptychi_noise_model="gaussian",
+        replicates="3",
     ),
 }

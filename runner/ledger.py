@@ -19,6 +19,7 @@ writer's vocabulary (runner.jobs, with dataclasses and enums) are imported by th
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import re
@@ -204,12 +205,22 @@ def install_views(conn: sqlite3.Connection, views: dict[str, str]) -> None:
         raise
 
 
+def _with_sqrt(conn: sqlite3.Connection) -> None:
+    """A study's views may take square roots (intervals); SQLite builds without its math
+    functions get Python's."""
+    try:
+        conn.execute("SELECT sqrt(4.0)")
+    except sqlite3.OperationalError:
+        conn.create_function("sqrt", 1, math.sqrt, deterministic=True)
+
+
 def connect_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection for status, report and tests; refuses unknown or newer files."""
     check_path(path, must_exist=True)
     try:
         conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         conn.row_factory = sqlite3.Row
+        _with_sqrt(conn)
         version = _version(conn, path)
     except sqlite3.Error as exc:
         raise _sqlite_error(path, exc) from None

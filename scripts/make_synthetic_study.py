@@ -2,7 +2,8 @@
 DIR/data/phase_c .. phase_f, DIR/analysis (the runner's ledger, logs and comparisons), DIR/cli.
 
     python scripts/make_synthetic_study.py --out DIR [--preset tiny|demo|full] [--doses 1000 ...]
-        [--seed 42] [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
+        [--seed 42] [--replicates N|dense=3,sparse=1] [--train-sizes 256,1024,all]
+        [--device auto|cpu|cuda] [--phases C,D,E,F] [--overwrite]
 
 Phases C and D (the data) are made here, with `runner.toml`, the runner's settings for the rest of
 this study. Phases E and F are run by the runner itself (`python -m runner run --config
@@ -59,6 +60,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
     parser.add_argument("--doses", nargs="+", type=_dose, help="photons per pattern (default: the preset's)")
     parser.add_argument("--seed", type=int, default=42, help="simulation and training seed (default 42)")
+    parser.add_argument("--replicates", type=_replicates,
+                        help="training seeds per view, counted from --seed: N or e.g. dense=3,sparse=1 "
+                             "(default: the preset's; demo dense=3,sparse=1)")
+    parser.add_argument("--train-sizes", type=_train_sizes,
+                        help="training-set sizes in patterns, e.g. 256,1024,all (default: all, the whole split)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--phases", type=_phases, default=tuple(PHASE_FOLDERS),
                         help="the phases to run, e.g. C,D (default: all of C,D,E,F)")
@@ -78,6 +84,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         return args
     _continue_study(args)
     return args
+
+
+def _replicates(text: str) -> str:
+    for item in text.split(","):
+        view, _, count = item.rpartition("=")
+        if view not in ("", "dense", "sparse") or not count.strip().isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number of seeds (3) or per view (dense=3,sparse=1)")
+    return text
+
+
+def _train_sizes(text: str) -> str:
+    for item in text.split(","):
+        if item.strip() != "all" and not (item.strip().isdigit() and int(item) > 0):
+            raise argparse.ArgumentTypeError(f"{text!r}: give training-set sizes in patterns, e.g. 256,1024,all")
+    return text
 
 
 def _phases(text: str) -> tuple[str, ...]:
@@ -158,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
           f"phases {','.join(args.phases)}, device {device} ({threads} CPU threads) -> {args.out}", flush=True)
     start = time.perf_counter()
     _prepare(args.out, args.phases)
-    run_data(args.out, preset, args.seed, tuple(p for p in args.phases if p in "CD"))
+    run_data(args.out, preset, args.seed, tuple(p for p in args.phases if p in "CD"), args.replicates,
+             args.train_sizes)
     jobs = tuple(p for p in args.phases if p in "EF")
     if jobs:
         began = time.perf_counter()

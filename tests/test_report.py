@@ -61,7 +61,7 @@ def test_failed_and_blocked_conditions_are_listed_and_the_others_reported(study)
     assert result.stdout.splitlines()[-1].startswith("also: ") and "Phase E" not in result.stdout
     assert "Phase E" not in html and "Phase F" not in html
     assert sorted(p.name for p in out.iterdir()) == ["deltas.txt", "metrics_summary.json", "plots", "report.html",
-                                                     "study_table.csv"]
+                                                     "study_summary.csv", "study_table.csv"]
 
 
 def test_a_ledger_without_any_success_gives_one_line_and_exit_1(study):

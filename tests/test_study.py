@@ -101,8 +101,8 @@ def test_legacy_manifest_output_dir_locates_the_reconstruction(study):
 
 def test_metadata_comes_from_the_view_npz(study):
     job = plan(settings(study, view=["sparse"]))[0]
-    assert job.labels == {"phase": "G", "dose": 1000, "view": "sparse", "split": "train",
-                          "selection_strategy": "greedy", "acceptance_rate": 0.75,
+    assert job.labels == {"phase": "G", "dose": 1000, "view": "sparse", "split": "train", "seed": None,
+                          "train_size": None, "selection_strategy": "greedy", "acceptance_rate": 0.75,
                           "spacing_threshold": 102.4, "n_accepted": 3, "n_rejected": 1}
 
 

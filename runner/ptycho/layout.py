@@ -55,6 +55,7 @@ HIGHLIGHTS_PREVIEW = "metrics_delta_highlights_preview.txt"
 REPORT_SUMMARY = METRICS_SUMMARY  # PtychoPINN's fields first, then the report's own
 REPORT_DELTAS = "deltas.txt"
 STUDY_TABLE = "study_table.csv"
+STUDY_SUMMARY = "study_summary.csv"  # the mean and 95 % interval over the seeds of each cell
 PHASE_SUMMARY = "phase_summary.json"
 REPORT_PAGE = "report.html"
 PLOTS = "plots"

@@ -23,8 +23,15 @@ CONDITION = ("dose", "view", "split")
 NOT_A_SUCCESS = -1  # the reference's return code for a job that failed without an exit status of its own
 
 
+REPLICATE = ("seed", "train_size")  # a comparison's replicate: extra fields beside the reference's
+
+
 def condition(labels: dict[str, Any]) -> dict[str, Any]:
     return {name: labels.get(name) for name in CONDITION}
+
+
+def comparison_fields(labels: dict[str, Any]) -> dict[str, Any]:
+    return {name: labels.get(name) for name in (*CONDITION, *REPLICATE)}
 
 
 def _filter(given: tuple) -> object:
@@ -63,7 +70,7 @@ def plan_fields(settings: StudySettings, jobs: list[Job]) -> dict:
     return {"filters": {"dose": _filter(settings.doses), "view": _filter(settings.views),
                         "split": _filter(settings.splits)},
             "phase_c_root": str(settings.layout.phase_c),
-            "jobs": [{**condition(job.labels), **comparison_inputs(settings, job)} for job in jobs]}
+            "jobs": [{**comparison_fields(job.labels), **comparison_inputs(settings, job)} for job in jobs]}
 
 
 def write_plan(settings: StudySettings, jobs: list[Job], folder: Path) -> tuple[Path, Path]:
@@ -117,7 +124,7 @@ def write_results(settings: StudySettings, jobs: list[Job], results: list[dict])
     root = str(settings.layout.artifacts).rstrip("/") + "/"
     for r in results:
         returncode, error = returncode_and_error(r)
-        entry = {**condition(r["labels"]), "returncode": returncode, "log_path": _relative(r["stdout_log"], root),
+        entry = {**comparison_fields(r["labels"]), "returncode": returncode, "log_path": _relative(r["stdout_log"], root),
                  "state": r["state"],
                  "failure_class": "blocked" if r["state"] == "blocked" else r["failure_class"],
                  "executed": bool(r["executed"])}

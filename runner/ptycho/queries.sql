@@ -3,7 +3,7 @@
 
 -- name: conditions
 -- Every comparison (phase G) with its latest attempt and, when it has one, its standing success.
-SELECT g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.n_attempts, g.failure_class,
+SELECT g.key, g.dose, g.view, g.split, g.seed, g.train_size, g.state, g.latest_attempt, g.n_attempts, g.failure_class,
        g.detail, g.stdout_log, g.stderr_log, g.selection_strategy, g.acceptance_rate,
        g.spacing_threshold, g.n_accepted, g.n_rejected, j.output_dir,
        s.number AS success_attempt, s.device AS success_device, s.ended_at AS success_ended_at,
@@ -18,6 +18,14 @@ ORDER BY g.plan_order;
 -- The metrics of every condition's standing success.
 SELECT key, model, metric, amplitude, phase, value FROM study_metrics;
 
+-- name: summary
+-- Each arm's mean and 95 % interval over the replicate seeds, per condition and training-set size.
+SELECT * FROM study_summary;
+
+-- name: paired
+-- PtychoPINN minus each other arm, paired within each replicate, with its 95 % interval.
+SELECT * FROM study_deltas;
+
 -- name: runs
 -- Every run, oldest first, for the report's provenance.
 SELECT run_id, started_at, ended_at, outcome, host, user, argv, runner_version, git_commit, slots
@@ -26,7 +34,7 @@ FROM runs ORDER BY run_id;
 -- name: phase_jobs
 -- Every training (E) and reconstruction (F) with its latest attempt and, when it has one, its
 -- standing success; the argv of that success (else the planned one) names a training's model folder.
-SELECT g.phase, g.key, g.dose, g.view, g.split, g.state, g.latest_attempt, g.failure_class, g.detail,
+SELECT g.phase, g.key, g.dose, g.view, g.split, g.seed, g.train_size, g.state, g.latest_attempt, g.failure_class, g.detail,
        g.stderr_log, j.cwd, COALESCE(s.argv, j.argv) AS argv,
        s.number AS success_attempt, s.device AS success_device, s.duration_s AS success_duration_s
 FROM condition_grid g

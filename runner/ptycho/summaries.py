@@ -125,13 +125,21 @@ def metrics_summary(snapshot: dict, where: Layout) -> dict:
     # What the comparison CSVs hold, as PtychoPINN's aggregator reads them: not the floor, which
     # comes from its sibling file.
     lists = metric_lists([row for row in snapshot["metrics"] if row["model"] != FLOOR_MODEL])
-    jobs = [{"dose": c["dose"], "view": c["view"], "split": c["split"], "metrics": lists.get(c["key"], [])}
+    jobs = [{"dose": c["dose"], "view": c["view"], "split": c["split"], "metrics": lists.get(c["key"], []),
+             "seed": c["seed"], "train_size": c["train_size"]}
             for c in conditions if c["state"] == "succeeded"]
     return {"n_jobs": len(conditions), "n_success": len(jobs), "n_failed": len(conditions) - len(jobs),
             "jobs": jobs, "aggregate_metrics": aggregate_metrics(jobs),
             "phase_c_metadata_compliance": phase_c_compliance(where, [c["dose"] for c in conditions]),
             "not_succeeded": [_problem(c) for c in conditions if c["state"] != "succeeded"],
-            "generated_at": utc_stamp(), "source": "runner ledger"}
+            "generated_at": utc_stamp(), "source": "runner ledger",
+            "intervals": {"note": INTERVALS_NOTE, "study_summary": snapshot["summary"]}}
+
+
+INTERVALS_NOTE = ("Over the replicate seeds, per dose, view, split and training-set size (null: the whole "
+                  "split): n, the mean and its 95 % Student-t interval (mean +- t * sd / sqrt(n); null bounds "
+                  "when n < 2); the ledger's study_summary and study_deltas views. An arm without a training "
+                  "seed (PtyChi, FlatFloor) counts once.")
 
 
 # --- the deltas ----------------------------------------------------------------------------------
@@ -146,14 +154,17 @@ def _difference(aggregates: dict, other: str, metric: str, part: str) -> float |
     return None if pinn is None or theirs is None else pinn - theirs
 
 
-def delta_summary(aggregates: dict, source_metrics: str) -> dict:
+def delta_summary(aggregates: dict, source_metrics: str, paired: list[dict] | None = None) -> dict:
     """PtychoPINN's aggregate mean minus each other arm's (a difference of means); null when
-    either mean is missing."""
+    either mean is missing. Then, an extra field, the paired differences over the seeds with their
+    intervals (MS-SSIM and MAE)."""
     return {"generated_at": utc_stamp(), "source_metrics": source_metrics,
             "deltas": {f"vs_{other}": {metric: {part: _difference(aggregates, other, metric, part)
                                                  for part in ("amplitude", "phase")}
                                        for metric, _, _ in HIGHLIGHTS}
-                       for other in OTHER_ARMS}}
+                       for other in OTHER_ARMS},
+            "intervals": {"note": INTERVALS_NOTE,
+                          "study_deltas": [r for r in paired or [] if r["metric"] in ("ms_ssim", "mae")]}}
 
 
 def _signed(value: float | None, decimals: int) -> str:
@@ -182,7 +193,7 @@ def write_files(where: Layout, snapshot: dict) -> list[Path]:
     summary = metrics_summary(snapshot, where)
     paths = [where.artifact(name) for name in (files.METRICS_SUMMARY, files.METRICS_SUMMARY_MD, files.DELTA_SUMMARY,
                                                files.HIGHLIGHTS, files.HIGHLIGHTS_PREVIEW)]
-    deltas = delta_summary(summary["aggregate_metrics"], shown(paths[0], where.hub))
+    deltas = delta_summary(summary["aggregate_metrics"], shown(paths[0], where.hub), snapshot["paired"])
     text, preview = highlights(deltas)
     for path, content in zip(paths, (json.dumps(summary, indent=2) + "\n", metrics_summary_md(summary),
                                      json.dumps(deltas, indent=2) + "\n", text, preview)):

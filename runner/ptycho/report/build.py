@@ -88,7 +88,7 @@ def build(snapshot: dict, ledger: Path) -> dict:
                                                                "phase": row["phase"]}
     reported, problems = [], []
     for c in snapshot["conditions"]:
-        base = {k: c[k] for k in ("key", "dose", "view", "split", "state")}
+        base = {k: c[k] for k in ("key", "dose", "view", "split", "seed", "train_size", "state")}
         meta = {k: c[k] for k in ("selection_strategy", "acceptance_rate", "spacing_threshold",
                                   "n_accepted", "n_rejected")}
         if c["success_attempt"] is not None:
@@ -117,10 +117,30 @@ def build(snapshot: dict, ledger: Path) -> dict:
         "jobs": reported,
         "aggregate": aggregate(reported),
         "deltas": deltas(reported),
+        # Over the replicate seeds, per condition and training-set size: each arm's mean and 95 %
+        # interval (the ledger's study_summary view) and the paired differences (study_deltas).
+        "study_summary": with_training_sizes(snapshot),
+        "study_deltas": snapshot["paired"],
         "problems": problems,
         "provenance": {"runs": runs,
                        "devices": sorted({j["device"] or "cpu" for j in reported})},
     }
+
+
+def with_training_sizes(snapshot: dict) -> list[dict]:
+    """study_summary's rows, each network's with `n_train`: the mean number of patterns its
+    trainings of that condition and size trained on (their model.json), None for the other arms."""
+    found: dict = defaultdict(list)
+    numbers = {(r["key"], r["metric"]): r["value"] for r in snapshot["phase_results"]}
+    for job in snapshot["phase_jobs"]:
+        if job["phase"] == "E" and (job["key"], "n_train") in numbers:
+            found[(job["dose"], job["view"], job["train_size"])].append(numbers[job["key"], "n_train"])
+    rows = []
+    for row in snapshot["summary"]:
+        model = {PINN: row["view"], "Baseline": "baseline"}.get(row["model"])
+        trained = found.get((row["dose"], model, row["train_size"]))
+        rows.append({**row, "n_train": mean(trained) if trained else None})
+    return rows
 
 
 def _failure_class(job: dict) -> str | None:
@@ -152,7 +172,8 @@ def phase_sections(snapshot: dict) -> dict:
     for job in snapshot["phase_jobs"]:
         found, ok = numbers[job["key"]], job["state"] == "succeeded"
         done = job["success_attempt"] is not None
-        row = {"key": job["key"], "dose": job["dose"], "state": job["state"], "attempt": job["latest_attempt"],
+        row = {"key": job["key"], "dose": job["dose"], "seed": job["seed"], "train_size": job["train_size"],
+               "state": job["state"], "attempt": job["latest_attempt"],
                "failure_class": None if ok else _failure_class(job), "detail": None if ok else job["detail"],
                "log_path": None if ok else job["stderr_log"], "success_attempt": job["success_attempt"],
                "wall_time_s": job["success_duration_s"], "device": (job["success_device"] or "cpu") if done else None}

@@ -8,8 +8,9 @@ import os
 from html import escape
 from pathlib import Path
 
-from runner.ptycho.report.format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt,
-                                        headline, model_order, seconds, short)
+from runner.ptycho.report.format import (COMPONENTS, HEADLINE_TITLE, PAIRED_NOTE, PAIRED_SEEDS_NOTE, count,
+                                        delta_cell, fmt, headline, model_order, paired_cell, replicate_label,
+                                        seconds, seeds, short, with_interval)
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 1200px; color: #222; }
@@ -43,10 +44,21 @@ def _headline(summary: dict) -> str:
     models = _models(summary)
     parts = []
     for part in COMPONENTS[::-1]:  # phase first: the study's headline
-        rows = [[dose, view] + [fmt(row.get(m)) for m in models] for dose, view, row in headline(summary, part)]
-        parts.append(f"<h3>{escape(HEADLINE_TITLE.format(part=part))}</h3>"
-                     + _table(["dose", "view"] + models, rows, text_columns=2))
+        split, found = headline(summary, part)
+        sized = any(size is not None for _, _, size, _ in found)
+        rows = [[dose, view, *([size or "all"] if sized else []), seeds(cells)]
+                + [with_interval(cells.get(m), part) for m in models] for dose, view, size, cells in found]
+        parts.append(f"<h3>{escape(HEADLINE_TITLE.format(part=part, split=split))}</h3>"
+                     + _table(["dose", "view", *(["n_train"] if sized else []), "seeds"] + models, rows,
+                              text_columns=2))
     return "".join(parts)
+
+
+def _paired(summary: dict) -> str:
+    rows = [[replicate_label(r), r["versus"], r["metric"], paired_cell(r, "phase"), paired_cell(r, "amplitude")]
+            for r in summary["study_deltas"] if r["metric"] in ("ms_ssim", "mae")]
+    return f"<p>{escape(PAIRED_SEEDS_NOTE)}</p>" + _table(
+        ["condition", "PtychoPINN minus", "metric", "phase", "amplitude"], rows, text_columns=3)
 
 
 def _deltas(summary: dict) -> str:
@@ -56,7 +68,8 @@ def _deltas(summary: dict) -> str:
             mae = metrics["mae"][scope]
             rows.append([name, scope, delta_cell(ms_ssim, "amplitude"), delta_cell(ms_ssim, "phase"),
                          delta_cell(mae, "amplitude"), delta_cell(mae, "phase"), ms_ssim["n_phase"]])
-    return (f"<p>{escape(PAIRED_NOTE)}</p>"
+    return (f"<p>Pooled over conditions (and seeds), without intervals: descriptive, not a test. "
+            f"{escape(PAIRED_NOTE)}</p>"
             + _table(["difference", "conditions", "MS-SSIM amplitude", "MS-SSIM phase", "MAE amplitude",
                       "MAE phase", "n"], rows, text_columns=2))
 
@@ -162,7 +175,8 @@ def render_html(summary: dict, plots: list[Path], plot_problem: str | None,
 <p class="note">Generated {escape(summary['generated_at'])} from the ledger {escape(_shown_path(summary['ledger']))}.
 {escape(counts)}.</p>
 <h2>Headline</h2>{_headline(summary)}
-<h2>Differences</h2>{_deltas(summary)}
+<h2>Differences over seeds</h2>{_paired(summary)}
+<h2>Differences pooled over conditions</h2>{_deltas(summary)}
 <h2>Mean and best over conditions</h2>{_aggregate(summary)}
 <h2>Metrics against dose</h2>{problem}{figures}
 <h2>Images: {escape(montage_key)}</h2>{montage}

@@ -9,14 +9,16 @@ from pathlib import Path
 PLOT_TIMEOUT_S = 300
 
 
-def draw_plots(table: Path, montage: Path, title: str, out: Path, python: str,
+def draw_plots(table: Path, summary: Path, montage: Path, title: str, out: Path, python: str,
                checkout: Path) -> tuple[list[Path], str | None]:
-    """Run the plotting script on the study table and, for the montage, the aligned images of one
-    comparison (`montage`, shown under `title`); return the PNGs it made, or why there are none."""
+    """Run the plotting script on the study table and its summary over the seeds (the metrics
+    against dose with their intervals, against the training-set size) and, for the montage, the
+    aligned images of one comparison (`montage`, shown under `title`); return the PNGs it made,
+    or why there are none."""
     script = checkout / "scripts" / "plot_report.py"
     if not script.is_file():
         return [], f"no plots: {script} is not here (run the report from a checkout)"
-    argv = [python, str(script), "--table", str(table), "--out", str(out),
+    argv = [python, str(script), "--table", str(table), "--summary", str(summary), "--out", str(out),
             "--montage-npz", str(montage), "--montage-title", title]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=PLOT_TIMEOUT_S)

@@ -9,8 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 from runner.files import write_atomic
-from runner.ptycho.report.format import (HEADLINE_TITLE, PAIRED_NOTE, count, delta_cell, fmt, headline, model_order,
-                                         seconds, short)
+from runner.ptycho.report.format import (HEADLINE_TITLE, PAIRED_NOTE, PAIRED_SEEDS_NOTE, count, delta_cell,
+                                         headline, model_order, paired_cell, replicate_label, seconds, seeds, short,
+                                         with_interval)
 
 
 def phase_text(summary: dict) -> str:
@@ -39,9 +40,21 @@ def phase_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def paired_text(summary: dict) -> list[str]:
+    """Per condition and other arm, the difference over seeds with its interval and its call."""
+    lines = [PAIRED_SEEDS_NOTE]
+    for row in summary["study_deltas"]:
+        if row["metric"] in ("ms_ssim", "mae"):
+            lines.append(f"{replicate_label(row)} PtychoPINN - {row['versus']} {row['metric']}: "
+                         f"phase {paired_cell(row, 'phase')}; amplitude {paired_cell(row, 'amplitude')}")
+    return lines
+
+
 def deltas_text(summary: dict) -> str:
-    """The deltas in a few sentences a reader can paste into a paper draft."""
-    lines = [PAIRED_NOTE]
+    """The deltas in a few sentences a reader can paste into a paper draft: per condition over the
+    seeds, with their intervals; then pooled over conditions, as PtychoPINN's files hold them."""
+    lines = [*paired_text(summary), "", "Pooled over conditions (and seeds), without intervals: "
+             "descriptive, not a test. " + PAIRED_NOTE]
     for name, metrics in summary["deltas"].items():
         for scope, entry in metrics["ms_ssim"].items():
             mae = metrics["mae"][scope]
@@ -53,20 +66,37 @@ def deltas_text(summary: dict) -> str:
 
 def headline_text(summary: dict) -> str:
     models = sorted({m for job in summary["jobs"] for m in job["metrics"]}, key=model_order)
-    lines = [HEADLINE_TITLE.format(part="phase") + ":",
-             f"{'dose':>8}  {'view':>6}  " + "  ".join(f"{m:>10}" for m in models)]
-    for dose, view, row in headline(summary):
-        lines.append(f"{dose:>8}  {view:>6}  " + "  ".join(f"{fmt(row.get(m)):>10}" for m in models))
+    split, rows = headline(summary)
+    sized = any(size is not None for _, _, size, _ in rows)
+    lines = [HEADLINE_TITLE.format(part="phase", split=split) + ":",
+             f"{'dose':>8}  {'view':>6}  " + (f"{'n_train':>7}  " if sized else "") + f"{'seeds':>5}  "
+             + "  ".join(f"{m:>14}" for m in models)]
+    for dose, view, size, cells in rows:
+        lines.append(f"{dose:>8}  {view:>6}  " + (f"{size or 'all':>7}  " if sized else "") + f"{seeds(cells):>5}  "
+                     + "  ".join(f"{with_interval(cells.get(m), 'phase'):>14}" for m in models))
     return "\n".join(lines)
 
 
 def write_table(summary: dict, path: Path) -> None:
-    rows = [["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt"]]
+    """One row per comparison, model and metric; the replicate's seed and training-set size last."""
+    rows = [["dose", "view", "split", "model", "metric", "amplitude", "phase", "attempt", "seed", "train_size"]]
     for job in summary["jobs"]:
         for model in sorted(job["metrics"], key=model_order):
             for metric, cell in sorted(job["metrics"][model].items()):
                 rows.append([job["dose"], job["view"], job["split"], model, metric,
-                             _cell(cell["amplitude"]), _cell(cell["phase"]), job["attempt"]])
+                             _cell(cell["amplitude"]), _cell(cell["phase"]), job["attempt"],
+                             _cell(job["seed"]), _cell(job["train_size"])])
+    write_atomic(path, _csv_text(rows))
+
+
+SUMMARY_COLUMNS = ("dose", "view", "split", "train_size", "model", "metric", "n", "amplitude_mean",
+                   "amplitude_ci_low", "amplitude_ci_high", "phase_mean", "phase_ci_low", "phase_ci_high", "n_train")
+
+
+def write_summary_table(summary: dict, path: Path) -> None:
+    """The study_summary view's rows (mean and 95 % interval over the seeds), with n_train."""
+    rows = [list(SUMMARY_COLUMNS)] + [[_cell(r[c]) if c not in ("dose", "view", "split", "model", "metric", "n")
+                                       else r[c] for c in SUMMARY_COLUMNS] for r in summary["study_summary"]]
     write_atomic(path, _csv_text(rows))
 
 

@@ -15,7 +15,7 @@ from runner.ptycho.report import snapshot as ledger_snapshot
 from runner.ptycho.report.build import build, montage_condition, phase_sections
 from runner.ptycho.report.html import render_html
 from runner.ptycho.report.plots import draw_plots, draw_training_curves
-from runner.ptycho.report.text import deltas_text, headline_text, phase_text, write_table
+from runner.ptycho.report.text import deltas_text, headline_text, phase_text, write_summary_table, write_table
 from runner.ptycho.settings import CHECKOUT
 
 
@@ -62,11 +62,12 @@ def write_report(ledger: Path, out: Path, condition: str | None = None,
     write_atomic(files_summary, json.dumps(summaries.report_summary(summary, snapshot, where), indent=2) + "\n")
     summary.update(phases)  # after metrics_summary.json: report_summary copies the summary's fields
     write_atomic(files_deltas, deltas_text(summary))
-    table = out / files.STUDY_TABLE
+    table, over_seeds = out / files.STUDY_TABLE, out / files.STUDY_SUMMARY
     write_table(summary, table)
+    write_summary_table(summary, over_seeds)
     shown = montage_condition(summary, condition)
     montage = Path(where.comparison_dir(shown["dose"], shown["view"], shown["split"])) / files.ALIGNED_FILE
-    plots, problem = draw_plots(table, montage, shown["key"], out / files.PLOTS, python, CHECKOUT)
+    plots, problem = draw_plots(table, over_seeds, montage, shown["key"], out / files.PLOTS, python, CHECKOUT)
     curves, curves_problem = draw_training_curves(phases["training"], where.phase_e.parent, out / files.PLOTS, python,
                                                   CHECKOUT)
     phase_file = None
@@ -95,7 +96,8 @@ def lines(summary: dict, written: Files, out: Path) -> list[str]:
         shown.append(f"  {problem['key']}: {problem['state']} ({problem['failure_class']}) "
                      f"{problem['log_path'] or problem['detail'] or ''}")
     shown.append(f"report: {written.html}")
-    shown.append(f"also: {written.summary}, {written.table}, {written.deltas}, {len(written.plots)} plots in "
+    shown.append(f"also: {written.summary}, {written.table} (and over the seeds {files.STUDY_SUMMARY}), "
+                 f"{written.deltas}, {len(written.plots)} plots in "
                  f"{out / files.PLOTS}")
     phases = phase_text(summary)
     if phases:  # only ledgers with trainings or reconstructions
