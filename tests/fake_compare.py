@@ -81,7 +81,8 @@ def write_metrics(out: Path, nan_model=None, nan_cell=False, ms_ssim=None):
 def main():
     args = parse(sys.argv[1:])
     out = Path(args.output_dir)
-    condition = "/".join(out.parts[-3:])
+    start = max(i for i, part in enumerate(out.parts) if part.startswith("dose_"))
+    condition = "/".join(out.parts[start:])  # the job's key: dose_D/{view}[/replicate]/{split}
     todo = behaviour_for(condition)
     started = time.time()
     launches = os.environ.get("FAKE_COMPARE_LAUNCHES")

@@ -30,6 +30,8 @@ def parse(argv):
     p.add_argument("--output_dir")
     p.add_argument("--gridsize", type=int)
     p.add_argument("--nphotons", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n_subsample", type=int)
     p.add_argument("--input-npz")
     p.add_argument("--output-dir")
     p.add_argument("--algorithm", default="LSQML")
@@ -38,11 +40,11 @@ def parse(argv):
 
 
 def key_of(args) -> str:
-    if args.train_data_file:
-        parts = Path(args.output_dir).parts  # .../dose_D/{model}/gsN
-        return f"E/{parts[-3]}/{parts[-2]}"
-    parts = Path(args.output_dir).parts  # .../dose_D/{view}/{split}
-    return f"F/{parts[-3]}/{parts[-2]}/{parts[-1]}"
+    """The job's key, from its output folder: .../dose_D/{model}[/replicate]/gsN (E) or
+    .../dose_D/{view}/{split} (F)."""
+    parts = Path(args.output_dir).parts
+    start = max(i for i, part in enumerate(parts) if part.startswith("dose_"))
+    return "E/" + "/".join(parts[start:-1]) if args.train_data_file else "F/" + "/".join(parts[start:])
 
 
 def main() -> int:
@@ -72,6 +74,7 @@ def main() -> int:
             (out / "training_log.csv").write_text("step,loss,seconds\n1,0.5,0.1\n2,0.25,0.2\n")
             (out / "model.json").write_text(json.dumps({"kind": "pinn" if args.gridsize == 2 else "baseline",
                                                         "provenance": {"final_loss": 0.25, "steps": 2,
+                                                                       "n_train": args.n_subsample or 100,
                                                                        "train_seconds": 0.2, "device": "cpu",
                                                                        "dose": args.nphotons}}))
         else:
