@@ -53,10 +53,10 @@ def test_the_report_of_the_tiny_study_holds_every_condition_model_and_metric(tin
         "training_curves.png"}  # the generator's trainings are in the study's ledger
     assert "dose_100000/dense/test" in (out / "report.html").read_text()  # the montage's default condition
     headline = result.stdout.splitlines()[:8]
-    assert headline[0].startswith("MS-SSIM phase by dose, view and model")
-    assert headline[1].split() == ["dose", "view", "PtychoPINN", "Baseline", "PtyChi", "FlatFloor"]
-    assert [line.split()[:2] for line in headline[2:8]] == [
-        [dose, view] for view in ("dense", "sparse") for dose in ("1000", "10000", "100000")]
+    assert headline[0].startswith("MS-SSIM phase, test split: the mean over the replicate seeds")
+    assert headline[1].split() == ["dose", "view", "seeds", "PtychoPINN", "Baseline", "PtyChi", "FlatFloor"]
+    assert [line.split()[:3] for line in headline[2:8]] == [  # the tiny preset trains one seed
+        [dose, view, "1"] for view in ("dense", "sparse") for dose in ("1000", "10000", "100000")]
     assert f"report: {out / 'report.html'}" in result.stdout
 
 
