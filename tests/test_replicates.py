@@ -210,3 +210,14 @@ def test_bad_axes_are_one_line_and_nothing_runs(data, flags, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (data / "analysis/ledger.db").exists()
+
+
+def test_the_views_know_the_studys_trained_arms_and_paired_differences():
+    """views.sql names the arms a training seed applies to and the arms PtychoPINN is paired with;
+    they must be the study's (runner/ptycho/arms.py)."""
+    from runner.ptycho.arms import OTHER_ARMS, PINN, TRAINED_ARMS
+
+    text = (Path(__file__).resolve().parent.parent / "runner/ptycho/views.sql").read_text()
+    trained = ", ".join(f"'{arm}'" for arm in (PINN, *TRAINED_ARMS.values()))
+    assert f"CASE WHEN model IN ({trained}) THEN seed END" in text
+    assert f"o.model IN ({', '.join(repr(arm) for arm in OTHER_ARMS)})" in text and f"p.model = '{PINN}'" in text

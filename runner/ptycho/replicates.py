@@ -70,9 +70,10 @@ class Axes:
 
     def of(self, model: str, views: tuple[str, ...]) -> list[Replicate]:
         """The replicates of a view's PINN, or of a model serving every view (the baseline: as
-        many seeds as the view that has most)."""
-        wanted = self.counts.get(model, len(self.seeds)) if model in views or model in self.counts else \
-            max(self.counts.get(v, len(self.seeds)) for v in views)
+        many seeds as the chosen view that has most)."""
+        def count(view: str) -> int:
+            return self.counts.get(view, len(self.seeds))
+        wanted = count(model) if model in views else max(count(view) for view in views)
         return [Replicate(seed, size, seed == self.base and size is None)
                 for size in self.sizes for seed in self.seeds[:wanted]]
 

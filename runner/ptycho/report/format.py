@@ -118,5 +118,5 @@ PAIRED_SEEDS_NOTE = ("Differences over seeds: PtychoPINN minus the other arm, pa
 
 def replicate_label(row: dict) -> str:
     """A condition and its training-set size, as the deltas list them."""
-    size = f" n_train={row['train_size']}" if row.get("train_size") is not None else ""
+    size = f" train_size={row['train_size']}" if row.get("train_size") is not None else ""
     return f"dose_{row['dose']}/{row['view']}/{row['split']}{size}"
