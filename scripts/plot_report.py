@@ -102,15 +102,24 @@ def plot_metric(metric: str, panels: dict, out: Path) -> Path:
                 if row == col == 0:
                     legend.append(drawn)
             ax.set_xscale("log")
-            ax.set_title(f"{key[0]} {key[1]}: {part}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
-            if row == 1:
-                ax.set_xlabel("dose (photons)")
-            if col == 0:
-                ax.set_ylabel(metric)
+            _label(ax, f"{key[0]} {key[1]}: {part}", "dose (photons)" if row == 1 else None,
+                   metric if col == 0 else None)
     axes[0][0].legend(handles=legend, fontsize=8)
     fig.suptitle(f"{metric} against dose")
-    path = out / f"{metric}.png"
+    return _save(fig, out / f"{metric}.png")
+
+
+def _label(ax, title: str, xlabel: str | None, ylabel: str | None) -> None:
+    """A panel's title, grid, and its axis labels where the grid of panels shows them."""
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+
+
+def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -155,17 +164,10 @@ def plot_train_size(rows: list[dict], out: Path, metric: str = "ms_ssim") -> Pat
             if row == col == 0:
                 ax.legend(handles=drawn, fontsize=8)
             ax.set_xscale("log", base=2)
-            ax.set_title(f"dose {dose:g}: {part}", fontsize=10)
-            ax.grid(True, which="both", alpha=0.3)
-            if row == 1:
-                ax.set_xlabel("training patterns")
-            if col == 0:
-                ax.set_ylabel(metric)
+            _label(ax, f"dose {dose:g}: {part}", "training patterns" if row == 1 else None,
+                   metric if col == 0 else None)
     fig.suptitle(f"{metric} against training patterns ({view} {split})")
-    path = out / "train_size.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "train_size.png")
 
 
 def plot_montage(npz: Path, title: str, out: Path) -> Path:
@@ -186,10 +188,7 @@ def plot_montage(npz: Path, title: str, out: Path) -> Path:
             ax.set_title(f"{label}: {part}", fontsize=10)
             ax.axis("off")
     fig.suptitle(title)
-    path = out / "montage.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "montage.png")
 
 
 def _frc_table(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -233,10 +232,7 @@ def plot_frc(folder: Path, title: str, side: int, out: Path) -> list[Path]:
                title=f"{model} against the ground truth: {title}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        path = out / f"montage_frc_{model.lower()}.png"
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out / f"montage_frc_{model.lower()}.png"))
     return paths
 
 

@@ -16,6 +16,7 @@ from runner.ledger import LedgerError
 from runner.ptycho.arms import OTHER_ARMS, PINN
 from runner.ptycho.layout import Layout
 from runner.ptycho.report.format import COMPONENTS, mean, model_order
+from runner.ptycho.report.snapshot import numbers as numbers_by_key
 
 # Metrics where a larger value is better; for the others (mae, mse) smaller is better.
 HIGHER_IS_BETTER = {"ssim", "ms_ssim", "psnr", "frc50", "frc1over7"}
@@ -131,10 +132,10 @@ def with_training_sizes(snapshot: dict) -> list[dict]:
     """study_summary's rows, each network's with `n_train`: the mean number of patterns its
     trainings of that condition and size trained on (their model.json), None for the other arms."""
     found: dict = defaultdict(list)
-    numbers = {(r["key"], r["metric"]): r["value"] for r in snapshot["phase_results"]}
+    numbers = numbers_by_key(snapshot)
     for job in snapshot["phase_jobs"]:
-        if job["phase"] == "E" and (job["key"], "n_train") in numbers:
-            found[(job["dose"], job["view"], job["train_size"])].append(numbers[job["key"], "n_train"])
+        if job["phase"] == "E" and "n_train" in numbers.get(job["key"], {}):
+            found[(job["dose"], job["view"], job["train_size"])].append(numbers[job["key"]]["n_train"])
     rows = []
     for row in snapshot["summary"]:
         model = {PINN: row["view"], "Baseline": "baseline"}.get(row["model"])
@@ -165,12 +166,10 @@ def _whole(value: float | None) -> int | None:
 def phase_sections(snapshot: dict) -> dict:
     """One row per training and per reconstruction: its state (why and where its log is when it
     has not succeeded) and the numbers its standing success reported."""
-    numbers: dict = defaultdict(dict)
-    for row in snapshot["phase_results"]:
-        numbers[row["key"]][row["metric"]] = row["value"]
+    numbers = numbers_by_key(snapshot)
     sections: dict = {name: [] for name in PHASE_SECTIONS}
     for job in snapshot["phase_jobs"]:
-        found, ok = numbers[job["key"]], job["state"] == "succeeded"
+        found, ok = numbers.get(job["key"], {}), job["state"] == "succeeded"
         done = job["success_attempt"] is not None
         row = {"key": job["key"], "dose": job["dose"], "seed": job["seed"], "train_size": job["train_size"],
                "state": job["state"], "attempt": job["latest_attempt"],

@@ -95,8 +95,8 @@ SUMMARY_COLUMNS = ("dose", "view", "split", "train_size", "model", "metric", "n"
 
 def write_summary_table(summary: dict, path: Path) -> None:
     """The study_summary view's rows (mean and 95 % interval over the seeds), with n_train."""
-    rows = [list(SUMMARY_COLUMNS)] + [[_cell(r[c]) if c not in ("dose", "view", "split", "model", "metric", "n")
-                                       else r[c] for c in SUMMARY_COLUMNS] for r in summary["study_summary"]]
+    rows = [list(SUMMARY_COLUMNS)] + [[r[c] if isinstance(r[c], str) else _cell(r[c]) for c in SUMMARY_COLUMNS]
+                                      for r in summary["study_summary"]]
     write_atomic(path, _csv_text(rows))
 
 
