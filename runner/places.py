@@ -2,7 +2,7 @@
 
 A study is a folder that moves: rsync to a cluster's project storage, the same disk mounted at
 another path on a node. So the ledger records a path under the study's root relative to that root
-(POSIX, `analysis/dose_1000/dense/train`), and the root relative to the ledger's own folder
+(POSIX, e.g. `analysis/condition_7/logs`), and the root relative to the ledger's own folder
 (`runs.root`, e.g. `..`); a path outside the root (a checkout, a shared dataset) stays absolute.
 A reader finds the root from where the ledger is now, so every path it gives works at once.
 """
