@@ -79,6 +79,7 @@ def write_metrics(out: Path, nan_model=None, nan_cell=False, ms_ssim=None):
 
 
 def main():
+    runner = os.getppid()  # the runner that launched us; once it is gone, our parent is a reaper
     args = parse(sys.argv[1:])
     out = Path(args.output_dir)
     start = max(i for i, part in enumerate(out.parts) if part.startswith("dose_"))
@@ -151,8 +152,10 @@ def main():
         (out / "floor_metrics.csv").write_text(f"model,metric,amplitude,phase,value\nFlatFloor,ms_ssim,{amp},{ph},\n")
     if not todo.get("no_metrics"):
         write_metrics(out, todo.get("nan_model"), todo.get("nan_cell", False), todo.get("ms_ssim"))
-    if todo.get("kill_runner"):
-        os.kill(os.getppid(), signal.SIGKILL)
+    # Only the runner itself: when a crash trial killed it first, we were handed to a subreaper
+    # (the test process, if an in-process executor made it one), which must live on.
+    if todo.get("kill_runner") and os.getppid() == runner:
+        os.kill(runner, signal.SIGKILL)
     return 0
 
 
