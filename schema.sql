@@ -1,10 +1,10 @@
--- The ledger's schema at version 9: what the migrations build in a new ledger, with
+-- The ledger's schema at version 10: what the migrations build in a new ledger, with
 -- the study's views (runner/ptycho/views.sql), which every run installs.
 -- Generated from migrations/ and views.sql by `make schema` (python scripts/make_schema.py);
 -- do not edit it: change the engine's schema with a new migration, or the study's views in
 -- views.sql, then regenerate it.
 PRAGMA application_id = 1347705170;
-PRAGMA user_version = 9;
+PRAGMA user_version = 10;
 
 CREATE TABLE runs (
     run_id          INTEGER PRIMARY KEY,
@@ -31,7 +31,7 @@ CREATE TABLE failure_classes (
 INSERT INTO failure_classes (name, retryable, meaning) VALUES
     ('exit_code', 1, 'the command exited with a non-zero status'),
     ('signal', 1, 'the command was killed by a signal the runner did not send'),
-    ('timeout', 1, 'the attempt ran past --timeout and its process group was killed'),
+    ('timeout', 1, 'the attempt ran past its time limit (--timeout; SLURM''s --time, or a training that saved on SLURM''s warning signal and exited 138)'),
     ('no_metrics', 1, 'exit 0, but its outputs (metrics file, model folder, reconstruction) are missing, stale or incomplete'),
     ('launch_error', 0, 'the command could not be started'),
     ('interrupted', 1, 'the runner was stopped or died while the attempt ran'),
@@ -39,7 +39,7 @@ INSERT INTO failure_classes (name, retryable, meaning) VALUES
     ('cuda_oom', 1, 'the command ran out of GPU memory (exit 3); retried with halved chunk sizes'),
     ('disk_full', 0, 'the log or output folder ran out of space, or a log reached the file-size limit'),
     ('node_fail', 1, 'SLURM: the node failed (NODE_FAIL) or never booted (BOOT_FAIL)'),
-    ('preempted', 1, 'SLURM: the job was preempted by a higher-priority job'),
+    ('preempted', 1, 'the job was preempted (SLURM PREEMPTED, or a training that saved on a SIGTERM the runner did not send and exited 143)'),
     ('out_of_memory', 1, 'SLURM: the job used more memory than --mem and was killed'),
     ('cancelled', 0, 'SLURM: the job was cancelled outside the runner (scancel by hand, an administrator)'),
     ('slurm_unknown', 1, 'SLURM no longer reports the job and has no accounting record; how it ended is unknown');
@@ -77,6 +77,8 @@ CREATE TABLE attempts (
     slurm_exit TEXT,
     metrics_before TEXT,
     basis TEXT,
+    start_step INTEGER,
+    end_step INTEGER,
     UNIQUE (job_id, number)
 );
 
@@ -156,7 +158,12 @@ CREATE VIEW job_grid AS
 SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reason,
        a.number AS latest_attempt, a.device, a.started_at, a.duration_s, a.exit_code, a.failure_class,
        CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
-       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit
+       a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit,
+       a.start_step, a.end_step,
+       (SELECT CASE WHEN s.state IN ('failed', 'interrupted') AND s.fingerprint = j.fingerprint
+                    THEN s.end_step END
+        FROM attempts s WHERE s.job_id = j.job_id AND s.end_step IS NOT NULL
+        ORDER BY s.number DESC LIMIT 1) AS resume_step
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id

@@ -1,21 +1,28 @@
 """Checkpoint folders of Phase E: weights, architecture, preprocessing and the training log.
 
-A folder holds three files:
+A finished folder holds three files:
   model.pt           torch.save({"weights": state_dict, "probe": complex tensor}); loads with
                      torch.load(weights_only=True), nothing is unpickled
   model.json         format, kind (baseline|pinn), architecture, preprocessing, provenance
   training_log.csv   the training curve: step, epoch (passes over the data), loss, for the PINN
-                     nll_excess (its NLL above the measured counts' own), learning_rate, seconds
+                     nll_excess (its NLL above the measured counts' own), learning_rate, seconds;
+                     written as the training goes (a row appended and flushed per log row)
+and, from ptychokit.resume, training_progress.json (the job runner's record of the steps done).
+While a training is unfinished it also holds training_state.pt; model.pt and model.json are written
+only by the final `save_model` (a rerun's unfinished folder may still hold an earlier training's).
+Every file but the growing log is written atomically (`write_atomically`).
 `load_model` rebuilds the network from model.json and loads model.pt into it.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 import torch
@@ -27,6 +34,46 @@ CONFIG_FILE = "model.json"
 LOG_FILE = "training_log.csv"
 FORMAT = "ptychokit-checkpoint/1"
 LOG_COLUMNS = ("step", "epoch", "loss", "nll_excess", "learning_rate", "seconds")
+
+
+def log_columns(pinn: bool) -> list[str]:
+    """The training log's header: the PINN's rows also carry the NLL excess."""
+    return [c for c in LOG_COLUMNS if pinn or c != "nll_excess"]
+
+
+def log_text(columns: list[str], rows: Iterable[dict[str, float]], header: bool = False) -> str:
+    """Rows of training_log.csv (and its header), as `save_model` and a training's live log write them."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def write_atomically(path: Path, content: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write `content` (bytes, or a function writing to a binary file) into a temporary file of the
+    same folder (.NAME.tmp-PID), fsync it, rename it onto `path` and fsync the folder: a reader
+    finds the old file or the new one, never a torn one."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a crash
+    except OSError:
+        pass  # a file system that cannot sync a folder still renamed atomically
+    finally:
+        os.close(folder)
 
 
 @dataclass(frozen=True)
@@ -51,16 +98,13 @@ def save_model(folder: Path, model: PatchNet, kind: str, preprocessing: dict[str
     payload = {"weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     if probe is not None:
         payload["probe"] = torch.from_numpy(np.asarray(probe, dtype=np.complex64))
-    torch.save(payload, folder / WEIGHTS_FILE)
+    write_atomically(folder / WEIGHTS_FILE, lambda handle: torch.save(payload, handle))
     config = {"format": FORMAT, "kind": kind, "architecture": model.arch.to_dict(),
               "preprocessing": preprocessing, "provenance": provenance,
               "files": {"weights": WEIGHTS_FILE, "training_log": LOG_FILE}}
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    with open(folder / LOG_FILE, "w", newline="", encoding="utf-8") as handle:
-        columns = [c for c in LOG_COLUMNS if any(c in row for row in log)]
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(log)
+    write_atomically(folder / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
+    columns = [c for c in LOG_COLUMNS if any(c in row for row in log)]
+    write_atomically(folder / LOG_FILE, log_text(columns, log, header=True).encode("utf-8"))
 
 
 def load_model(folder: str | Path, device: str = "cpu") -> tuple[PatchNet, CheckpointInfo]:

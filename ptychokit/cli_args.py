@@ -1,5 +1,5 @@
 """What the command-line scripts share: a parser whose errors are one line (exit 2, no usage
-block), and a type for positive numbers."""
+block), and types for positive and non-negative numbers."""
 
 from __future__ import annotations
 
@@ -17,12 +17,21 @@ class OneLineParser(argparse.ArgumentParser):
 
 def positive(kind):
     """An argparse type: a number of `kind` above zero (NaN refused too)."""
+    return _number(kind, lambda value: value > 0, "must be positive")
+
+
+def non_negative(kind):
+    """An argparse type: a number of `kind`, zero or above (NaN refused too)."""
+    return _number(kind, lambda value: value >= 0, "must be 0 or more")
+
+
+def _number(kind, accept, rule: str):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {rule}")
         return value
     return parse

@@ -1,5 +1,6 @@
 """Phase E, one model: read the training NPZ, train the baseline (gridsize 1) or the PINN
-(gridsize 2) by the preset's schedule, and save the checkpoint with its training curve.
+(gridsize 2) by the preset's schedule, and save the checkpoint with its training curve. A training
+stopped half-way (a signal, a kill) resumes from its saved state when run again (ptychokit.resume).
 
 scripts/train_model.py is the command line; the study pipeline runs it once per model.
 """
@@ -9,14 +10,15 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from ptychokit.checkpoint import save_model
+from ptychokit.checkpoint import log_columns, save_model
 from ptychokit.networks import Architecture
 from ptychokit.npz_io import READ_ERRORS, PtychoData, read_error_line, read_ptycho_npz
 from ptychokit.presets import GRIDSIZE_CHANNELS, Preset
+from ptychokit.resume import TrainingSession, fingerprint
 from ptychokit.training import (TrainedModel, TrainingSettings, baseline_loss, illumination_weight, nll_excess,
                                 pinn_batches, pinn_loss, train_baseline, train_pinn)
 
@@ -86,7 +88,11 @@ def held_out_loss(trained: TrainedModel, data: PtychoData, device: str) -> float
 def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Preset, seed: int,
                    device: str, test_file: Path | None = None, dose: float | None = None,
                    n_groups: int | None = None, neighbours: int = 7, steps: int | None = None,
-                   epochs: int | None = None, n_subsample: int | None = None) -> TrainedModel:
+                   epochs: int | None = None, n_subsample: int | None = None, checkpoint_every: float = 180.0,
+                   stop: Callable[[], int | None] = lambda: None) -> TrainedModel:
+    """Train one model into `output_dir`, resuming the training state there if it was made with the
+    same inputs. It is saved every `checkpoint_every` seconds of training; when `stop` names a
+    signal, it is saved and ptychokit.resume.TrainingStopped raised."""
     data = _read(train_file, "training data")
     meta = data.metadata or {}
     if dose is not None and meta.get("dose") not in (None, dose):
@@ -113,10 +119,13 @@ def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Pr
              kind, gridsize, train_file.name, n, f" ({n_subsample} of them)" if n_subsample else "",
              f", {settings.n_groups} groups (C={GRIDSIZE_CHANNELS} of K={neighbours} nearest)" if gridsize == 2 else "",
              settings.steps, settings.batch_size, settings.learning_rate, device)
-    if gridsize == 1:
-        trained = train_baseline(data, arch, settings, device)
-    else:
-        trained = train_pinn(data, arch, settings, device, neighbours=neighbours)
+    session = TrainingSession(output_dir, fingerprint(train_file, gridsize, preset.name, settings, arch, neighbours),
+                              settings.steps, log_columns(pinn=gridsize == 2), checkpoint_every, stop)
+    with session:
+        if gridsize == 1:
+            trained = train_baseline(data, arch, settings, device, hooks=session)
+        else:
+            trained = train_pinn(data, arch, settings, device, neighbours=neighbours, hooks=session)
     last = trained.log[-1]
     provenance: dict[str, Any] = {
         "dose": meta.get("dose", dose), "view": meta.get("overlap_view"), "train_data": str(train_file),
@@ -133,6 +142,7 @@ def train_and_save(train_file: Path, output_dir: Path, gridsize: int, preset: Pr
         provenance["held_out_" + ("loss" if gridsize == 1 else "nll_excess")] = held_out_loss(trained, test, device)
     save_model(output_dir, trained.model.cpu(), kind, trained.preprocessing,
                data.probe if gridsize == 2 else None, provenance, trained.log)
+    session.finish(last["step"])
     first = trained.log[0]
     curve = "nll_excess" if gridsize == 2 else "loss"
     log.info("[E] %s gs%d: %s %.4g -> %.4g in %d steps, %.1f s%s", kind, gridsize, curve, first[curve],

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -112,9 +112,45 @@ BatchFn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 PLATEAU_GAIN = 0.002  # a log row must beat the best so far by this share to count as progress
 
 
+@dataclass
+class Fit:
+    """A training between two steps: what it updates and where it stands. All a stopped training
+    needs to carry on to bitwise the same weights (ptychokit.resume saves and restores it)."""
+
+    model: PatchNet
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    shuffler: torch.Generator  # draws each epoch's order of the items
+    step: int = 0
+    epoch_start: torch.Tensor | None = None  # the shuffler's state when the current epoch began
+    epoch_batches: int = 0  # batches of the current epoch done
+    log: list[dict[str, float]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # of the steps since the last log row
+    excesses: list[float] = field(default_factory=list)
+    best: float = math.inf  # early stopping: the best log row so far, and rows since it
+    stale: int = 0
+    clock: float = field(default_factory=time.perf_counter)  # when the training began (its seconds)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.clock
+
+
+class FitHooks(Protocol):
+    """What a training does besides training (ptychokit.resume.TrainingSession: files, signals)."""
+
+    def start(self, fit: Fit) -> None:
+        """Before the first step; may restore a saved training into `fit`."""
+
+    def logged(self, row: dict[str, float]) -> None:
+        """A new row of the training log."""
+
+    def stepped(self, fit: Fit) -> None:
+        """After a step that did not end the training; may save it, or raise to stop it."""
+
+
 def _fit(model: PatchNet, n: int, make_batch: BatchFn, loss_fn: LossFn, settings: TrainingSettings,
          excess: Callable[[torch.Tensor, tuple[torch.Tensor, ...]], float] | None = None,
-         ) -> tuple[list[dict[str, float]], bool]:
+         hooks: FitHooks | None = None) -> tuple[list[dict[str, float]], bool]:
     """Adam over shuffled mini-batches of the n items for a fixed number of steps, warmed up and
     cosine-annealed; the log and whether it stopped early on a plateau.
 
@@ -125,47 +161,59 @@ def _fit(model: PatchNet, n: int, make_batch: BatchFn, loss_fn: LossFn, settings
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, settings))
-    generator = torch.Generator().manual_seed(settings.seed)
-    log: list[dict[str, float]] = []
-    losses: list[float] = []
-    excesses: list[float] = []
-    start, step, best, stale = time.perf_counter(), 0, math.inf, 0
+    fit = Fit(model, optimizer, schedule, torch.Generator().manual_seed(settings.seed))
+    if hooks is not None:
+        hooks.start(fit)
     model.train()
-    while step < settings.steps:
-        for indices in torch.randperm(n, generator=generator).split(settings.batch_size):
+    while True:
+        if fit.epoch_batches:  # resumed inside an epoch: its order again, less the batches done
+            fit.shuffler.set_state(fit.epoch_start)
+        else:
+            fit.epoch_start = fit.shuffler.get_state()
+        batches = torch.randperm(n, generator=fit.shuffler).split(settings.batch_size)
+        for indices in batches[fit.epoch_batches:]:
             batch = make_batch(indices)
             rate = optimizer.param_groups[0]["lr"]
             loss = training_step(model, optimizer, loss_fn, batch)
             schedule.step()
-            step += 1
-            losses.append(float(loss))
+            fit.step += 1
+            fit.epoch_batches += 1
+            fit.losses.append(float(loss))
             if excess is not None:
-                excesses.append(excess(loss, batch))
-            if step % settings.log_every and step < settings.steps:
-                continue
-            row = {"step": step, "epoch": round(step * settings.batch_size / n, 3),
-                   "loss": float(np.mean(losses)), "learning_rate": rate,
-                   "seconds": round(time.perf_counter() - start, 3)}
-            if excesses:
-                row["nll_excess"] = float(np.mean(excesses))
-            log.append(row)
-            losses, excesses = [], []
-            tracked = row.get("nll_excess", row["loss"])
-            if not math.isfinite(best) or tracked < best - PLATEAU_GAIN * abs(best):
-                best, stale = tracked, 0
-            else:
-                stale += 1
-            if settings.patience and stale >= settings.patience:
+                fit.excesses.append(excess(loss, batch))
+            early = False
+            if fit.step % settings.log_every == 0 or fit.step >= settings.steps:
+                row = _log_row(fit, rate, settings.batch_size, n)
+                if hooks is not None:
+                    hooks.logged(row)
+                early = bool(settings.patience) and fit.stale >= settings.patience
+            if early or fit.step >= settings.steps:
                 model.eval()
-                return log, True
-            if step >= settings.steps:
-                break
-    model.eval()
-    return log, False
+                return fit.log, early
+            if hooks is not None:
+                hooks.stepped(fit)
+        fit.epoch_batches = 0
+
+
+def _log_row(fit: Fit, rate: float, batch_size: int, n: int) -> dict[str, float]:
+    """Close the current row of the log: the mean loss (and NLL excess) of its steps; and count it
+    for early stopping."""
+    row = {"step": fit.step, "epoch": round(fit.step * batch_size / n, 3), "loss": float(np.mean(fit.losses)),
+           "learning_rate": rate, "seconds": round(fit.seconds(), 3)}
+    if fit.excesses:
+        row["nll_excess"] = float(np.mean(fit.excesses))
+    fit.log.append(row)
+    fit.losses, fit.excesses = [], []
+    tracked = row.get("nll_excess", row["loss"])
+    if not math.isfinite(fit.best) or tracked < fit.best - PLATEAU_GAIN * abs(fit.best):
+        fit.best, fit.stale = tracked, 0
+    else:
+        fit.stale += 1
+    return row
 
 
 def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSettings,
-                   device: str) -> TrainedModel:
+                   device: str, hooks: FitHooks | None = None) -> TrainedModel:
     """Gridsize 1, supervised on the ground-truth patches `Y`, weighted by the illumination."""
     if data.patches is None:
         raise ValueError("the baseline needs ground-truth patches (Y)")
@@ -178,7 +226,7 @@ def train_baseline(data: PtychoData, arch: Architecture, settings: TrainingSetti
     model = PatchNet(arch).to(device)
     model.input_mean.copy_(inputs.mean(dim=(0, 1)))
     log, early = _fit(model, inputs.shape[0], lambda i: (inputs[i.to(device)], targets[i.to(device)], weight),
-                      baseline_loss, settings)
+                      baseline_loss, settings, hooks=hooks)
     return TrainedModel(model, {"input_scale": scale, "gridsize": 1, "training_positions": int(keep.size)}, log,
                         early)
 
@@ -198,7 +246,7 @@ def pinn_batches(data: PtychoData, scale: float, device: str,
 
 
 def train_pinn(data: PtychoData, arch: Architecture, settings: TrainingSettings,
-               device: str, neighbours: int = NEIGHBOURS_K) -> TrainedModel:
+               device: str, neighbours: int = NEIGHBOURS_K, hooks: FitHooks | None = None) -> TrainedModel:
     """Gridsize 2, unsupervised: Poisson likelihood of the counts through the forward model, over
     `n_groups` groups drawn PtychoPINN's way (C of a position's K nearest, oversampled)."""
     torch.manual_seed(settings.seed)
@@ -222,7 +270,7 @@ def train_pinn(data: PtychoData, arch: Architecture, settings: TrainingSettings,
     model = PatchNet(arch).to(device)
     model.input_mean.copy_(patterns.mean(dim=0) * scale)
     log, early = _fit(model, groups.shape[0], make_batch, pinn_loss, settings,
-                      excess=lambda loss, batch: nll_excess(loss, batch[1]))
+                      excess=lambda loss, batch: nll_excess(loss, batch[1]), hooks=hooks)
     preprocessing = {"input_scale": scale, "gridsize": 2, "channels": GRIDSIZE_CHANNELS,
                      "neighbours": neighbours, "grouping_seed": GROUPING_SEED,
                      "training_groups": int(groups.shape[0]), "training_positions": int(keep.size),

@@ -166,7 +166,7 @@ def make_executor(settings: Settings, root: str) -> Executor:
 
         return SlurmExecutor(SlurmOptions(
             settings.partition, settings.time, settings.account, settings.cpus_per_task, settings.mem,
-            settings.sbatch_args, settings.on_interrupt,
+            settings.sbatch_args, settings.on_interrupt, signal_before=settings.signal_before,
             node_paths=(root, str(settings.node_root)) if settings.node_root else None))
     return LocalExecutor()
 

@@ -82,7 +82,7 @@ def build_parser(study: Study | None = None) -> argparse.ArgumentParser:
                                             "job such as E=1,F=2,G=4 (a training then takes a whole GPU)")
     res.add_argument("--max-parallel", type=int, help="concurrent jobs without GPUs (default 1); a cap with GPUs")
     res.add_argument("--timeout", type=float, help="seconds per attempt before its group is killed")
-    res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 10)")
+    res.add_argument("--grace", type=float, help="seconds between SIGTERM and SIGKILL (default 30: a training saves its checkpoint)")
     res.add_argument("--retries", type=int, help="relaunches of a failed job per run (default 0)")
     cluster = run.add_argument_group("SLURM (with --backend slurm)")
     cluster.add_argument("--backend", help="local (default): child processes here; slurm: one sbatch job per attempt")
@@ -93,6 +93,9 @@ def build_parser(study: Study | None = None) -> argparse.ArgumentParser:
     cluster.add_argument("--mem", help="sbatch --mem (e.g. 16G)")
     cluster.add_argument("--sbatch-arg", action="append", dest="sbatch_args", metavar="ARG",
                          help="extra sbatch option (repeatable; write --sbatch-arg=--qos=high)")
+    cluster.add_argument("--signal-before", type=int, metavar="SECONDS",
+                         help="a resumable job (one that saves its work) gets SIGUSR1 this long before SLURM's "
+                              "time limit, to save and be continued by the next attempt (default 120; 0: none)")
     cluster.add_argument("--on-interrupt", help="on Ctrl-C/SIGTERM: cancel (default) the SLURM jobs, or leave them "
                                                 "running for the next run to re-attach")
     cluster.add_argument("--node-root", metavar="PATH",

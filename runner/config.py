@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # sbatch options the runner sets itself on every submission.
 OWN_SBATCH_OPTIONS = {"--output", "-o", "--error", "-e", "--chdir", "-D", "--job-name", "-J",
-                      "--wrap", "--parsable", "--open-mode"}
+                      "--wrap", "--parsable", "--open-mode", "--signal"}
 ENGINE_TABLE, STUDY_TABLE = "run", "study"
 
 
@@ -58,7 +58,7 @@ class Settings:
     jobs_per_gpu: dict[str, int] = field(default_factory=dict)  # per kind of job; a kind not named: 1
     max_parallel: int | None = None
     timeout: float | None = None
-    grace: float = 10.0
+    grace: float = 30.0
     retries: int = 0
     order: Order = Order.LONGEST_FIRST
     force: bool = False
@@ -73,6 +73,8 @@ class Settings:
     sbatch_args: tuple[str, ...] = ()
     on_interrupt: OnInterrupt = OnInterrupt.CANCEL
     node_root: Path | None = None  # the study's root folder on the compute nodes (None: the same path)
+    # Seconds before SLURM's time limit at which a resumable job is sent SIGUSR1 to save its work.
+    signal_before: int = 120
 
 
 # Settings whose value is one of an enum's, with the flag that names them.
@@ -89,7 +91,7 @@ TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "gpus": ((str, int), "a string such as \"auto\" or \"0,1\""),
     **{key: (TEXT, "one of " + ", ".join(m.value for m in choices)) for key, choices in CHOICES.items()},
     **{key: ((str, int), "a word or a number") for key in ("partition", "time", "account", "mem")},
-    "cpus_per_task": ((int,), "an integer"),
+    **{key: ((int,), "an integer") for key in ("cpus_per_task", "signal_before")},
     **{key: ((str, list), "a string or a list of strings") for key in ("sbatch_args", "sbatch_arg")},
 }
 ENGINE_KEYS = frozenset(TOML_TYPES)  # the flags of `run` that are the engine's, underscored
@@ -236,7 +238,7 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
     for arg in sbatch_args:
         if str(arg).split("=", 1)[0] in OWN_SBATCH_OPTIONS:
             raise ConfigError(f"--sbatch-arg {arg!r}: the runner sets {str(arg).split('=', 1)[0]} itself")
-    slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem", "node_root")
+    slurm_given = [n for n in ("partition", "time", "account", "cpus_per_task", "mem", "node_root", "signal_before")
                    if merged.get(n) is not None]
     if backend is Backend.LOCAL and (slurm_given or sbatch_args):
         name = slurm_given[0] if slurm_given else "sbatch_arg"
@@ -248,6 +250,7 @@ def _slurm(merged: dict[str, Any]) -> dict[str, Any]:
     return dict(values, backend=backend, on_interrupt=on_interrupt,
                 node_root=node_path(node_root, "--node-root") if node_root is not None else None,
                 cpus_per_task=integer(cpus, "--cpus-per-task", 1) if cpus is not None else None,
+                signal_before=integer(merged.get("signal_before", 120), "--signal-before", 0),
                 sbatch_args=tuple(str(a) for a in sbatch_args))
 
 
@@ -284,7 +287,7 @@ def build_settings(file: dict[str, Any], flags: dict[str, Any], base: Path, cwd:
     timeout = merged.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
-    grace = merged.get("grace", 10.0)
+    grace = merged.get("grace", 30.0)
     if not isinstance(grace, (int, float)) or grace < 0:
         raise ConfigError(f"--grace must be a number of seconds >= 0, got {grace!r}")
     if merged.get("force") and merged.get("only_failed"):

@@ -155,6 +155,10 @@ class Job:
     env: tuple[tuple[str, str], ...] = ()
     exit_classes: dict[int, FailureClass] = field(default_factory=dict)  # e.g. {3: CUDA_OOM}
     adapt: HalveFlags | None = None
+    # A command that saves its work as it goes (a training) keeps this JSON file of the steps saved
+    # (runner.saved_steps): an attempt stopped by a time limit or a preemption after saving more
+    # is continued without counting against --retries. None: the job keeps no such file.
+    progress: Path | None = None
     # Filled by the engine from the inputs (runner.inputs), never by the study:
     basis: str = ""  # what the fingerprint hashes: portable argv, inputs' contents, identity (JSON)
     fingerprint: str = ""  # hash of the basis; a changed one reruns a success

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from runner.jobs import Attempt, AttemptStart, Job, Kind, Outcome, PlannedRow
+    from runner.saved_steps import Steps
 
     T = TypeVar("T")
     Op = Callable[[sqlite3.Connection], Any]
@@ -583,8 +584,9 @@ class Ledger:
             "slurm_exit": exit}), durable=False)
 
     def finish_attempt(self, attempt_id: int, job_id: int, outcome: Outcome,
-                       duration_s: float | None) -> asyncio.Future[None]:
-        """Close an attempt and move its job to the matching state, in one event."""
+                       duration_s: float | None, steps: Steps | None = None) -> asyncio.Future[None]:
+        """Close an attempt (with the steps it started from and saved, for a resumable job)
+        and move its job to the matching state, in one event."""
         attempt_state, job_state = outcome.states
 
         def op(db: sqlite3.Connection) -> None:
@@ -599,7 +601,8 @@ class Ledger:
                 "attempt_id": attempt_id, "state": attempt_state.value, "ended_at": now,
                 "duration_s": duration_s, "exit_code": outcome.exit_code, "signal": outcome.signal,
                 "failure_class": outcome.failure_class.value if outcome.failure_class else None,
-                "failure_detail": outcome.detail})
+                "failure_detail": outcome.detail, "start_step": steps.start if steps else None,
+                "end_step": steps.end if steps else None})
             db.execute(QUERIES["set_job_state"], {
                 "job_id": job_id, "state": job_state.value, "blocked_reason": None, "now": now})
         return self._submit(op)

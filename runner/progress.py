@@ -54,8 +54,9 @@ class Progress:
                 self._write(f"ok      {event.job.key}  attempt {event.attempt} in {event.duration_s:.1f}s")
             else:
                 self.failed += 1
+                saved = f"; saved steps {event.steps.start}-{event.steps.end}" if event.steps else ""
                 self._write(f"FAILED  {event.job.key}  attempt {event.attempt}: "
-                            f"{outcome.failure_class.value} ({outcome.detail}); log {event.stderr_log}")
+                            f"{outcome.failure_class.value} ({outcome.detail}){saved}; log {event.stderr_log}")
         elif event.kind is EventKind.REATTACHED:
             self.running += 1
             self._write(f"follow  {event.job.key}  attempt {event.attempt}: still running on SLURM")
@@ -68,7 +69,11 @@ class Progress:
             self._write(f"blocked {event.job.key}: {event.reason}")
         elif event.kind is EventKind.RETRYING:
             self.failed -= 1
-            self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")
+            if event.steps:  # continued from its saved work: not counted against --retries
+                self._write(f"resume  {event.job.key}  at step {event.steps.end} after "
+                            f"{event.outcome.failure_class.value} (not counted against --retries)")
+            else:
+                self._write(f"retry   {event.job.key}  after {event.outcome.failure_class.value}")
 
     def close(self) -> None:
         if self.tty:

@@ -130,7 +130,7 @@ VALUES (:attempt_id, :model, :metric, :amplitude, :phase, :value);
 -- An attempt ends with its outcome; only a running attempt can end, and only once.
 UPDATE attempts SET state = :state, ended_at = :ended_at, duration_s = :duration_s,
        exit_code = :exit_code, signal = :signal, failure_class = :failure_class,
-       failure_detail = :failure_detail
+       failure_detail = :failure_detail, start_step = :start_step, end_step = :end_step
 WHERE attempt_id = :attempt_id AND state = 'running';
 
 -- name: running_attempts
@@ -175,7 +175,8 @@ SELECT key, kind, state, latest_attempt, device, started_at, duration_s, exit_co
             ELSE :root || '/' || stdout_log END AS stdout_log,
        CASE WHEN :root IS NULL OR substr(stderr_log, 1, 1) = '/' THEN stderr_log
             ELSE :root || '/' || stderr_log END AS stderr_log,
-       backend, slurm_job_id, slurm_node, slurm_state
+       backend, slurm_job_id, slurm_node, slurm_state, start_step, end_step,
+       resume_step
 FROM job_grid
 ORDER BY plan_order;
 
@@ -194,7 +195,8 @@ SELECT json_group_array(json_set(labels,
                          ELSE :root || '/' || stdout_log END,
     '$.stderr_log', CASE WHEN :root IS NULL OR substr(stderr_log, 1, 1) = '/' THEN stderr_log
                          ELSE :root || '/' || stderr_log END, '$.backend', backend,
-    '$.slurm_job_id', slurm_job_id, '$.slurm_node', slurm_node, '$.slurm_state', slurm_state))
+    '$.slurm_job_id', slurm_job_id, '$.slurm_node', slurm_node, '$.slurm_state', slurm_state,
+    '$.start_step', start_step, '$.end_step', end_step, '$.resume_step', resume_step))
 FROM (SELECT * FROM job_grid ORDER BY plan_order);
 
 -- name: kind_titles

@@ -1,5 +1,6 @@
-"""The one retry policy: how an attempt failed and how many retries its job has used in, what
-comes next out: the same command again, an adapted command, or give up.
+"""The one retry policy: how an attempt failed, whether it saved progress and how many retries
+its job has used in, what comes next out: the same command again (counted, or continuing from the
+work it saved), an adapted command, or give up.
 
 Giving up is final for the run only when the job failed for good: then the jobs behind it are
 blocked. A job interrupted by the runner's own stop is given up for this run but not final: what
@@ -21,8 +22,14 @@ NOT_RETRIED = frozenset({FailureClass.BLOCKED, FailureClass.LAUNCH_ERROR, Failur
                          FailureClass.CANCELLED})
 
 
+# Endings that say nothing against the command: a time limit, a preemption, a node that failed.
+# An attempt that ended so after saving more of its work is continued without counting.
+RESUMABLE_ENDINGS = frozenset({FailureClass.TIMEOUT, FailureClass.PREEMPTED, FailureClass.NODE_FAIL})
+
+
 class Action(str, enum.Enum):
     RETRY = "retry"  # the same command again; counts against --retries
+    CONTINUE = "continue"  # the same command again, from the work it saved; does not count
     RETRY_ADAPTED = "retry adapted"  # an adapted command (e.g. smaller batches); does not count
     GIVE_UP = "give up"  # no further attempt in this run
 
@@ -36,12 +43,16 @@ class Decision:
 
 
 def decide(outcome: Outcome, argv: tuple[str, ...], tries: int, retries: int,
-           adapt: HalveFlags | None = None, stopping: bool = False) -> Decision:
+           adapt: HalveFlags | None = None, stopping: bool = False, advanced: bool = False) -> Decision:
     """What follows a failed attempt that ran `argv` after `tries` retries, given --retries and
-    the job's adaptation; `stopping`: the runner is stopping (nothing more is launched)."""
+    the job's adaptation; `stopping`: the runner is stopping (nothing more is launched);
+    `advanced`: the attempt saved work beyond where it started (its progress file says so).
+    Continuing ends when an attempt saves nothing more: then --retries decides."""
     failure = outcome.failure_class
     if stopping:
         return Decision(Action.GIVE_UP)
+    if advanced and failure in RESUMABLE_ENDINGS:
+        return Decision(Action.CONTINUE, argv, tries)
     adapted = halved(argv, adapt) if adapt is not None and failure is adapt.on else None
     if adapted is not None:
         return Decision(Action.RETRY_ADAPTED, adapted, tries)

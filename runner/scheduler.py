@@ -29,6 +29,7 @@ from runner.jobs import Attempt, AttemptStart, Job, JobState, Outcome
 from runner.ledger import Ledger
 from runner.results import Ending, Facts, PriorFile, judge
 from runner.retry import Action, decide
+from runner.saved_steps import Steps, read_steps
 from runner.slots import Device, Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Policy:
     timeout: float | None = None  # seconds per attempt
-    grace: float = 10.0  # seconds between SIGTERM and SIGKILL
+    grace: float = 30.0  # seconds between SIGTERM and SIGKILL
     retries: int = 0  # extra attempts per job and run after a retryable failure
 
 
@@ -62,6 +63,7 @@ class Event:
     duration_s: float | None = None
     stderr_log: str | None = None
     reason: str | None = None  # why a job is blocked
+    steps: Steps | None = None  # FINISHED: the steps the attempt saved; RETRYING: it continues from them
 
 
 NO_SLOT = Slot("-", Device(""))  # the slot of an event that happens outside any slot
@@ -216,7 +218,7 @@ class Scheduler:
         try:
             handle = await self.executor.launch(LaunchSpec(
                 queued.argv, job.cwd, self._environment(job, slot, token), attempt.stdout_log,
-                attempt.stderr_log, token))
+                attempt.stderr_log, token, resumable=job.progress is not None))
         except LaunchError as exc:
             outcome = judge(Facts(Ending.NOT_LAUNCHED, detail=str(exc), no_space=exc.no_space))
         else:
@@ -240,10 +242,12 @@ class Scheduler:
         if outcome is None:  # left running on the cluster for a later runner
             self.on_event(Event(EventKind.LEFT, job, attempt.number, slot, stderr_log=stderr_log))
         else:
+            steps = read_steps(job.progress, attempt.token)
             faults.pause_point("exited")
-            finished = self.ledger.finish_attempt(attempt.attempt_id, attempt.job_id, outcome, duration)
-            self.on_event(Event(EventKind.FINISHED, job, attempt.number, slot, outcome, duration, stderr_log))
-            self._follow_up(queued, slot, outcome, attempt)
+            finished = self.ledger.finish_attempt(attempt.attempt_id, attempt.job_id, outcome, duration, steps)
+            self.on_event(Event(EventKind.FINISHED, job, attempt.number, slot, outcome, duration, stderr_log,
+                                steps=steps))
+            self._follow_up(queued, slot, outcome, attempt, steps)
         if self.pool.holds(slot):  # not the stand-in slot of an attempt followed beyond the cap
             self.pool.give_back(slot)
         self._wake.set()
@@ -251,7 +255,8 @@ class Scheduler:
             # The result is queued: it is committed even if this task is cancelled while it waits.
             await finished
 
-    def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome, attempt: Attempt) -> None:
+    def _follow_up(self, queued: Queued, slot: Slot, outcome: Outcome, attempt: Attempt,
+                   steps: Steps | None = None) -> None:
         """Queue what follows an attempt: the jobs that were waiting for it when it succeeded, else
         what runner.retry decides: its next attempt, or nothing, and when it failed for good the
         jobs behind it are blocked."""
@@ -259,12 +264,14 @@ class Scheduler:
         if outcome.succeeded:
             self._release(job.key, slot)
             return
-        decision = decide(outcome, queued.argv, queued.tries, self.policy.retries, job.adapt, self._stop.is_set())
+        decision = decide(outcome, queued.argv, queued.tries, self.policy.retries, job.adapt, self._stop.is_set(),
+                          advanced=steps is not None and steps.advanced)
         if decision.action is Action.GIVE_UP:
             if decision.final:
                 self._block_behind(job.key, f"failed ({outcome.failure_class.value}); see {attempt.stderr_log}", slot)
             return  # otherwise (stopped) what waits stays pending for the next run
-        self.on_event(Event(EventKind.RETRYING, job, decision.tries, slot, outcome))
+        self.on_event(Event(EventKind.RETRYING, job, decision.tries, slot, outcome,
+                            steps=steps if decision.action is Action.CONTINUE else None))
         heapq.heappush(self._ready, (next(self._rank), Queued(job, queued.job_id, decision.tries, decision.argv)))
 
     def _release(self, key: str, slot: Slot) -> None:

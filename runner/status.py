@@ -60,9 +60,10 @@ def text(ledger: Path) -> str:
                      f"started {run['started_at']}, {ended}")
     lines.append(f"{'condition':<26} {'state':<11} {'try':>3} {'device':<8} {'time':>8}  {'exit/class':<14} log")
     (key, kind, state, attempt, device_, started, duration, exit_code, failure, detail, stderr_log, backend,
-     slurm_job, slurm_node, slurm_state) = map(columns.index, (
+     slurm_job, slurm_node, slurm_state, resume_step) = map(columns.index, (
         "key", "kind", "state", "latest_attempt", "device", "started_at", "duration_s", "exit_code",
-        "failure_class", "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state"))
+        "failure_class", "detail", "stderr_log", "backend", "slurm_job_id", "slurm_node", "slurm_state",
+        "resume_step"))
     by_kind: dict[str, dict[str, int]] = {}
     for job in rows:
         counted = by_kind.setdefault(job[kind], {})
@@ -78,6 +79,8 @@ def text(ledger: Path) -> str:
             outcome, log = "blocked", job[detail]
         else:
             outcome = job[failure] or ("" if job[exit_code] is None else f"exit {job[exit_code]}")
+            if job[resume_step] and job[state] != "running":  # saved work the next attempt continues
+                outcome = f"{outcome}, resumes at step {job[resume_step]}".lstrip(", ")
             log = job[stderr_log] or ""
         device = "-" if job[device_] is None else (job[device_] or "cpu")
         if job[backend] == "slurm":  # SLURM picked the GPU: show the node and the job

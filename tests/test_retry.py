@@ -4,7 +4,7 @@ its command and the retries its job has used."""
 import pytest
 
 from runner.jobs import FailureClass, HalveFlags, Outcome
-from runner.retry import NOT_RETRIED, Action, decide, halved
+from runner.retry import NOT_RETRIED, RESUMABLE_ENDINGS, Action, decide, halved
 
 CHUNKS = HalveFlags(FailureClass.CUDA_OOM, ("--pinn-chunk-size", "--baseline-chunk-size"), start=256, floor=1)
 
@@ -58,3 +58,21 @@ def test_out_of_memory_is_retried_with_smaller_chunks_without_using_a_retry():
 ])
 def test_halved_flags(argv, expected):
     assert halved(argv, CHUNKS) == expected
+
+
+@pytest.mark.parametrize("failure", sorted(RESUMABLE_ENDINGS))
+def test_a_time_limit_or_preemption_after_saved_progress_is_continued_without_using_a_retry(failure):
+    decision = decide(failed(failure), ("train",), tries=1, retries=1, advanced=True)
+    assert (decision.action, decision.argv, decision.tries) == (Action.CONTINUE, ("train",), 1)
+    # An attempt that saved nothing more: --retries decides, as for any failure.
+    stuck = decide(failed(failure), ("train",), tries=1, retries=1, advanced=False)
+    assert (stuck.action, stuck.final) == (Action.GIVE_UP, True)
+    assert decide(failed(failure), ("train",), tries=0, retries=1).action is Action.RETRY
+
+
+def test_progress_excuses_only_what_says_nothing_against_the_command():
+    for failure in (FailureClass.EXIT_CODE, FailureClass.SIGNAL, FailureClass.OUT_OF_MEMORY):
+        decision = decide(failed(failure), ("train",), tries=0, retries=0, advanced=True)
+        assert decision.action is Action.GIVE_UP  # a crash after some steps still counts
+    stopping = decide(failed(FailureClass.TIMEOUT), ("train",), tries=0, retries=0, stopping=True, advanced=True)
+    assert (stopping.action, stopping.final) == (Action.GIVE_UP, False)

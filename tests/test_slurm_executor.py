@@ -87,9 +87,11 @@ def fake_sbatch(tmp_path: Path) -> tuple[dict, Path]:
     return env, record
 
 
-def launch(tmp_path: Path, options: SlurmOptions, argv: tuple[str, ...], cwd: Path, logs: Path):
+def launch(tmp_path: Path, options: SlurmOptions, argv: tuple[str, ...], cwd: Path, logs: Path,
+           resumable: bool = False):
     env, record = fake_sbatch(tmp_path)
-    spec = LaunchSpec(argv, cwd, env, logs / "attempt-1.stdout.log", logs / "attempt-1.stderr.log", "tok123")
+    spec = LaunchSpec(argv, cwd, env, logs / "attempt-1.stdout.log", logs / "attempt-1.stderr.log", "tok123",
+                      resumable=resumable)
     handle = asyncio.run(SlurmExecutor(options).launch(spec))
     return handle, json.loads(record.read_text()), logs / "attempt-1.sbatch"
 
@@ -131,6 +133,21 @@ def test_launch_without_node_paths_hands_slurm_the_host_paths(tmp_path):
     assert f"--chdir={work}" in sbatch_argv and sbatch_argv[-1] == str(script)
     assert f"--output={tmp_path}/study/logs/attempt-1.stdout.log" in sbatch_argv
     assert script.read_text().splitlines()[-1] == "exec " + shlex.join(argv)
+
+
+def test_a_resumable_job_asks_for_the_warning_signal_before_its_time_limit(tmp_path):
+    work = tmp_path / "study/work"
+    work.mkdir(parents=True)
+    options = SlurmOptions(time="30", signal_before=90)
+    _, resumable, _ = launch(tmp_path, options, ("/bin/true",), work, tmp_path / "study/logs1", resumable=True)
+    assert "--signal=B:USR1@90" in resumable and "--time=30" in resumable
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    _, plain, _ = launch(tmp_path / "b", options, ("/bin/true",), work, tmp_path / "study/logs2")
+    assert not any(arg.startswith("--signal") for arg in plain)  # SIGUSR1 would kill a command that keeps nothing
+    _, off, _ = launch(tmp_path / "c", SlurmOptions(signal_before=0), ("/bin/true",), work, tmp_path / "study/logs3",
+                       resumable=True)
+    assert not any(arg.startswith("--signal") for arg in off)
 
 
 @pytest.mark.parametrize("raw, exit", [("0", "0:0"), ("768", "3:0"), ("9", "0:9"), ("15", "0:15"),
@@ -184,6 +201,9 @@ def test_slurm_settings_come_from_the_toml_file_and_flags(study, tmp_path):
     ({"backend": "slurm", "on_interrupt": "ignore"}, "--on-interrupt 'ignore' is not one of cancel, leave"),
     ({"backend": "slurm", "cpus_per_task": 0}, "--cpus-per-task must be an integer >= 1"),
     ({"backend": "slurm", "time": "1 day"}, "--time must be one word"),
+    ({"backend": "slurm", "signal_before": -5}, "--signal-before must be an integer >= 0"),
+    ({"signal_before": 60}, "--signal-before applies to --backend slurm only"),
+    ({"backend": "slurm", "sbatch_args": ["--signal=B:USR1@60"]}, "the runner sets --signal itself"),
 ])
 def test_bad_slurm_settings_are_named(study, flags, message):
     with pytest.raises(ConfigError, match=message):

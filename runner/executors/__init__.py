@@ -31,6 +31,7 @@ class LaunchSpec:
     stdout_log: Path
     stderr_log: Path
     token: str = ""  # the attempt's RUNNER_ATTEMPT_TOKEN: names it where the executor can
+    resumable: bool = False  # the command saves its work when warned (SIGUSR1) and continues from it
 
 
 @dataclass(frozen=True)

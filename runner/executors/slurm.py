@@ -49,6 +49,9 @@ class SlurmOptions:
     poll_max: float = 10.0  # ...growing to this while nothing changes
     outage_max: float = 60.0  # longest wait between polls while the cluster does not answer
     node_paths: tuple[str, str] | None = None  # (study root here, study root on the nodes): see to_node
+    # A resumable job (one that saves its work and continues from it) is sent SIGUSR1 this many seconds before its time limit (0: not).
+    # B: to the batch shell, which is the command itself (the script execs it).
+    signal_before: int = 120
 
     def sbatch_options(self) -> list[str]:
         opts = ["--gres=gpu:1"]
@@ -193,9 +196,11 @@ class SlurmExecutor:
         # What the job reads and writes, in the nodes' paths; sbatch reads the script here.
         cwd, stdout_log, stderr_log = (Path(to_node(str(p), paths))
                                        for p in (spec.cwd, spec.stdout_log, spec.stderr_log))
+        warning = [f"--signal=B:USR1@{self.options.signal_before}"] \
+            if spec.resumable and self.options.signal_before else []
         argv = ["sbatch", "--parsable", f"--job-name={name}", f"--chdir={cwd}", "--export=ALL",
                 f"--output={log_pattern(stdout_log)}", f"--error={log_pattern(stderr_log)}",
-                "--open-mode=append", *self.options.sbatch_options(), str(script)]
+                "--open-mode=append", *warning, *self.options.sbatch_options(), str(script)]
         env = dict(spec.env)
         env.pop("CUDA_VISIBLE_DEVICES", None)  # SLURM sets it on the node for the GPU it gives
         if "OMP_NUM_THREADS" not in os.environ:  # the local share of cores means nothing there

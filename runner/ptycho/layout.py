@@ -39,6 +39,7 @@ METRICS_SUMMARY_MD = "metrics_summary.md"  # PtychoPINN's summariser's Markdown 
 INVENTORY = "artifact_inventory.txt"  # every file of the hub, relative to it (their verifier's)
 
 MODEL_FILES = ("model.pt", "model.json")  # what scripts/train_model.py writes, its summary last
+TRAINING_PROGRESS = "training_progress.json"  # the steps train_model has saved (runner.saved_steps)
 RECONSTRUCTION_FILE = "ptychi_reconstruction.npz"
 RECONSTRUCTION_MANIFEST = "reconstruction_manifest.json"
 METRICS_FILE = "comparison_metrics.csv"

@@ -43,6 +43,9 @@ RECONSTRUCTION_KEYS = ("reconstructed_object", "reconstructed_probe")  # what Ph
 # compare_models exits 3 when the GPU ran out of memory; it is then relaunched with both chunk
 # sizes halved (256 when unset) until both reach 1.
 EXIT_CLASSES = {3: FailureClass.CUDA_OOM}
+# train_model saves its checkpoint and exits 128 + the signal: SIGUSR1 is SLURM's warning before the
+# time limit (sbatch --signal), a SIGTERM the runner did not send is a preemption (or a shutdown).
+TRAINING_EXIT_CLASSES = {138: FailureClass.TIMEOUT, 143: FailureClass.PREEMPTED}
 SMALLER_CHUNKS = HalveFlags(FailureClass.CUDA_OOM, ("--pinn-chunk-size", "--baseline-chunk-size"), start=256, floor=1)
 
 
@@ -76,11 +79,14 @@ def training(settings: StudySettings, dose: int, model: str, hashes: Hashes, rep
     summary = made[-1] if made[-1].suffix == ".json" else None
     numbers = Numbers(summary, TRAINING_NUMBERS, TRAINED_ARMS.get(model, PINN), section="provenance") \
         if summary else None
+    resumable = settings.resumable_training
     return Job(key=files.training_key(dose, model, replicate.folder), argv=argv, cwd=settings.workdir,
                output_dir=where.training_logs(dose, model, replicate.folder), kind=TRAIN,
                labels={"phase": TRAIN, "dose": dose, "model": model, **replicate.labels},
                inputs=(Input(train, "training data"), Input(test, "test data")), produces=(out,),
-               check=OutputsCheck(made, numbers=numbers), identity=(hashes.train,))
+               check=OutputsCheck(made, numbers=numbers), identity=(hashes.train,),
+               exit_classes=TRAINING_EXIT_CLASSES if resumable else {},
+               progress=Path(out) / files.TRAINING_PROGRESS if resumable else None)
 
 
 def reconstruction(settings: StudySettings, dose: int, view: str, split: str, metadata: dict[str, Any],

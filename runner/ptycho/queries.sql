@@ -43,6 +43,14 @@ LEFT JOIN attempts s ON s.job_id = g.job_id AND s.state = 'succeeded'
 WHERE g.phase IN ('E', 'F')
 ORDER BY g.plan_order;
 
+-- name: training_steps
+-- The attempts of each training that recorded the steps they started from and saved (a training
+-- that continued from its checkpoint after a time limit, a preemption or a stop), in order.
+SELECT j.key, a.number, a.state, a.failure_class, a.start_step, a.end_step
+FROM attempts a JOIN jobs j USING (job_id)
+WHERE j.kind = 'E' AND a.end_step IS NOT NULL
+ORDER BY j.key, a.number;
+
 -- name: phase_results
 -- The numbers each standing training and reconstruction reported.
 SELECT key, metric, value FROM phase_results;

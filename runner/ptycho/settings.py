@@ -59,6 +59,12 @@ class StudySettings:
     axes: Axes = field(default_factory=Axes)  # the networks' replicate seeds and training-set sizes
 
     @property
+    def resumable_training(self) -> bool:
+        """The training command is this project's scripts/train_model.py: it checkpoints, keeps a
+        progress file and saves on SIGTERM or SIGUSR1 (PtychoPINN's own training script does not)."""
+        return any(Path(word).name == "train_model.py" or word == "scripts.train_model" for word in self.train_cmd)
+
+    @property
     def artifact_root(self) -> Path:
         return self.layout.artifacts
 

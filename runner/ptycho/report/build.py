@@ -167,6 +167,10 @@ def phase_sections(snapshot: dict) -> dict:
     """One row per training and per reconstruction: its state (why and where its log is when it
     has not succeeded) and the numbers its standing success reported."""
     numbers = numbers_by_key(snapshot)
+    steps: dict[str, list[str]] = {}
+    for a in snapshot.get("training_steps", ()):
+        steps.setdefault(a["key"], []).append(
+            f"{a['start_step']}→{a['end_step']} ({a['failure_class'] or a['state']})")
     sections: dict = {name: [] for name in PHASE_SECTIONS}
     for job in snapshot["phase_jobs"]:
         found, ok = numbers.get(job["key"], {}), job["state"] == "succeeded"
@@ -183,7 +187,11 @@ def phase_sections(snapshot: dict) -> dict:
             sections["training"].append({**row, "model": job["view"], "loss": loss,
                                          "final_loss": found.get(f"final_{loss}"), "held_out_loss": held_out,
                                          "steps": _whole(found.get("steps")),
-                                         "model_dir": _model_dir(job, snapshot.get("layout"))})
+                                         "model_dir": _model_dir(job, snapshot.get("layout")),
+                                         # each attempt's steps, for a training that did not run in one go
+                                         **({"attempt_steps": steps[job["key"]]}
+                                            if len(steps.get(job["key"], ())) > 1 or (job["key"] in steps and not ok)
+                                            else {})})
         else:
             sections["reconstructions"].append({**row, "view": job["view"], "split": job["split"],
                                                 "final_cost": found.get("final_cost"),

@@ -110,12 +110,14 @@ STATE_HEADER = ["state", "class", "detail", "log", "device"]
 def _training(summary: dict, curves: Path | None, problem: str | None) -> str:
     """Phase E: each training's state and losses, and the loss curves; nothing without trainings."""
     rows = [_state_cells(r) + [r["loss"] or "", short(r["final_loss"]), short(r["held_out_loss"]), count(r["steps"]),
-                               seconds(r["wall_time_s"])] for r in summary.get("training", [])]
+                               seconds(r["wall_time_s"]), ", ".join(r.get("attempt_steps", ()))]
+            for r in summary.get("training", [])]
     if not rows:
         return ""
     note = f'<p class="bad">{escape(problem)}</p>' if problem else ""
     return ("<h2>Phase E: training</h2>"
-            + _table(["training", *STATE_HEADER, "loss", "final", "held-out", "steps", "wall time (s)"],
+            + _table(["training", *STATE_HEADER, "loss", "final", "held-out", "steps", "wall time (s)",
+                      "steps by attempt"],
                      rows, text_columns=7)
             + note + (_image(curves, "training curves") if curves else ""))
 

@@ -15,7 +15,8 @@ QUERIES = load_queries(HERE / "queries.sql")
 # name -> CREATE VIEW statement, without the description above it (SQLite stores the statement alone).
 VIEWS = {name: sql[sql.index("CREATE VIEW"):].rstrip().rstrip(";")
          for name, sql in load_queries(HERE / "views.sql").items()}
-REPORT_PARTS = ("conditions", "metrics", "summary", "paired", "runs", "phase_jobs", "phase_results")
+REPORT_PARTS = ("conditions", "metrics", "summary", "paired", "runs", "phase_jobs", "training_steps",
+                "phase_results")
 PATHS = ("stdout_log", "stderr_log", "output_dir", "cwd")  # columns the ledger may keep relative
 
 

@@ -37,6 +37,8 @@ def phase_text(summary: dict) -> str:
             tail = numbers(r) if r["state"] == "succeeded" else \
                 f"{r['state']} ({r['failure_class']}) {r['log_path'] or r['detail'] or ''}".rstrip()
             lines.append(f"  {r['key']:<{width}}  {tail}")
+            if r.get("attempt_steps"):
+                lines.append(f"  {'':<{width}}  steps by attempt: {', '.join(r['attempt_steps'])}")
     return "\n".join(lines)
 
 
