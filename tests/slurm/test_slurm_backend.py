@@ -349,3 +349,40 @@ def test_nodes_that_mount_the_study_at_another_path_are_handed_their_paths(tmp_p
     assert fields["StdOut"] == str(node / row["stdout_log"])
     assert fields["StdErr"] == str(node / row["stderr_log"])
     assert fields["Command"] == str(stdout_log).replace(".stdout.log", ".sbatch")  # read here, by sbatch
+
+
+def test_a_training_at_its_time_limit_saves_on_the_warning_signal_and_the_next_attempt_continues(tmp_path, slurm_conf):
+    """The real train_model on the tiny study's data (the demo preset's network, so that it outlasts
+    its attempts), under SLURM's smallest limit (--time 1) with the warning 20 s before it: an
+    attempt saves on SIGUSR1 and exits 138 (timeout), the next continues from its step without using
+    a retry, and the last finishes the planned steps. SLURM sends the warning up to a minute early
+    (its event resolution), so on a one-minute limit an attempt may be warned while still setting
+    up, with nothing saved: such an attempt uses a retry (--retries 2)."""
+    repo = Path(__file__).resolve().parents[2]
+    study = tmp_path / "study"
+    env = runner_env()
+    made = subprocess.run([sys.executable, str(repo / "scripts/make_synthetic_study.py"), "--out", str(study),
+                           "--preset", "tiny", "--phases", "C,D", "--doses", "100000"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    steps = 1200
+    result = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--config", str(study / "runner.toml"), "--phases", "E",
+         "--dose", "100000", "--view", "dense", *SLURM, "--time", "1", "--signal-before", "20", "--retries", "2",
+         "--train-arg=--preset=demo", "--train-arg=--seed=42", f"--train-arg=--steps={steps}",
+         "--train-arg=--checkpoint_every=5"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in ("E/dose_100000/dense", "E/dose_100000/baseline"):
+        rows = [r for r in attempts(study) if r["key"] == key]
+        assert len(rows) >= 2, [dict(r) for r in rows]
+        saved = 0
+        for row in rows:  # each attempt continued where the last one that saved left off
+            assert row["start_step"] in (None, saved)  # None: warned in set-up, it recorded nothing
+            saved = row["end_step"] if row["end_step"] is not None else saved
+        assert all((r["state"], r["failure_class"]) == ("failed", "timeout") for r in rows[:-1])
+        advanced = [r for r in rows[:-1] if r["end_step"] and r["end_step"] > r["start_step"]]
+        assert advanced and len(rows) - 1 - len(advanced) <= 2  # only the set-up ones used a retry
+        assert any(r["exit_code"] == 138 for r in rows[:-1])  # saved on SLURM's SIGUSR1, before the limit
+        assert (rows[0]["start_step"], rows[-1]["state"], rows[-1]["end_step"]) == (0, "succeeded", steps)
+    assert "not counted against --retries" in result.stdout
