@@ -24,7 +24,8 @@ VIEWS = ("dense", "sparse")
 SPLITS = ("train", "test")
 N, M = TINY.patch_size, TINY.object_size
 METADATA_FIELDS = ("selection_strategy", "acceptance_rate", "spacing_threshold", "n_accepted", "n_rejected")
-CHECKPOINT_FILES = {"model.pt", "model.json", "training_log.csv"}
+# A finished training: its model, its curve and its progress record (no training_state.pt left).
+CHECKPOINT_FILES = {"model.pt", "model.json", "training_log.csv", "training_progress.json"}
 
 
 def _check_patched(path: Path) -> int:
