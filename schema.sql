@@ -160,10 +160,8 @@ SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reaso
        CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
        a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit,
        a.start_step, a.end_step,
-       (SELECT CASE WHEN s.state IN ('failed', 'interrupted') AND s.fingerprint = j.fingerprint
-                    THEN s.end_step END
-        FROM attempts s WHERE s.job_id = j.job_id AND s.end_step IS NOT NULL
-        ORDER BY s.number DESC LIMIT 1) AS resume_step
+       CASE WHEN a.state IN ('failed', 'interrupted') AND a.fingerprint = j.fingerprint
+            THEN a.end_step END AS resume_step
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id

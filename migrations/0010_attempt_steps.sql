@@ -9,9 +9,8 @@ UPDATE failure_classes SET meaning = 'the attempt ran past its time limit (--tim
 UPDATE failure_classes SET meaning = 'the job was preempted (SLURM PREEMPTED, or a training that saved on a SIGTERM the runner did not send and exited 143)' WHERE name = 'preempted';
 
 -- `status` says where an unfinished training resumes: job_grid gains the latest attempt's steps and
--- `resume_step`, the step saved by the job's latest attempt that recorded one, when that attempt
--- did not succeed and ran the job's current command and inputs (its checkpoint is the one the
--- next attempt continues from).
+-- `resume_step`, the step that attempt saved when it did not succeed and ran the job's current
+-- command and inputs (its checkpoint is the one the next attempt continues from).
 DROP VIEW job_grid;
 CREATE VIEW job_grid AS
 SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reason,
@@ -19,10 +18,8 @@ SELECT j.job_id, j.key, j.plan_order, j.kind, j.labels, j.state, j.blocked_reaso
        CASE WHEN j.state = 'blocked' THEN j.blocked_reason ELSE a.failure_detail END AS detail,
        a.stdout_log, a.stderr_log, a.backend, a.slurm_job_id, a.slurm_node, a.slurm_state, a.slurm_exit,
        a.start_step, a.end_step,
-       (SELECT CASE WHEN s.state IN ('failed', 'interrupted') AND s.fingerprint = j.fingerprint
-                    THEN s.end_step END
-        FROM attempts s WHERE s.job_id = j.job_id AND s.end_step IS NOT NULL
-        ORDER BY s.number DESC LIMIT 1) AS resume_step
+       CASE WHEN a.state IN ('failed', 'interrupted') AND a.fingerprint = j.fingerprint
+            THEN a.end_step END AS resume_step
 FROM jobs j
 LEFT JOIN attempts a
        ON a.attempt_id = (SELECT m.attempt_id FROM attempts m WHERE m.job_id = j.job_id
