@@ -56,6 +56,14 @@ class StopFlag:
     def __call__(self) -> int | None:
         return self.signum
 
+    def ignore_from_now(self) -> None:
+        """The work is saved (or nothing is left to save): a late signal changes nothing. Ignored
+        rather than left to Python, which puts back the default action, death by the signal, while
+        the interpreter shuts down: a time-limit warning then would turn a finished training into
+        one killed by SIGUSR1."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
@@ -118,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingStopped as stopped:
         print(f"{PROG}: {stopped}", file=sys.stderr)
         return 128 + stopped.signum
+    finally:
+        stop.ignore_from_now()
     return 0
 
 

@@ -209,3 +209,26 @@ def test_a_stop_during_set_up_leaves_the_folder_as_it_was(tmp_path):
         session.start(fit=None)
     assert stopped.value.signum == signal.SIGINT and "before the first step; nothing new to save" in str(stopped.value)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_stop_signal_after_the_model_is_saved_never_kills_the_finished_training(tiny_train, tmp_path):
+    """SLURM's warning (SIGUSR1) may land as the training exits, and Python puts back the default
+    action (death) while it shuts down: SIGUSR1 every 5 ms from the moment the model is saved
+    until the process has gone, and the training still ends with exit 0."""
+    train = tmp_path / "train.npz"
+    write_ptycho_npz(train, tiny_train)
+    folder = tmp_path / "model"
+    process = subprocess.Popen(command(train, folder, 2, "--quiet"), cwd=REPO, env=environment(None),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "model.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    while process.poll() is None:
+        try:
+            process.send_signal(signal.SIGUSR1)
+        except ProcessLookupError:
+            break
+        time.sleep(0.005)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, (process.returncode, err)
