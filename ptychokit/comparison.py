@@ -9,9 +9,9 @@ register (sub-pixel), scale amplitude to the target's mean, remove the phase pla
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 
 from ptychokit.alignment import (aligned_phase, border, register, remove_phase_offset, scale_amplitude,
                                  scanned_box)
+from ptychokit.atomic_write import write_atomically
 from ptychokit.image_metrics import all_metrics, frc_curve
 
 log = logging.getLogger("compare_models")
@@ -169,12 +170,11 @@ def _cell(value: float | None) -> str:
 
 
 def _write_atomic_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)  # the runner never sees half a table
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomically(path, text.getvalue().encode("utf-8"))  # the runner never sees half a table
 
 
 def _metric_rows(arms: list[Arm]) -> list[list]:

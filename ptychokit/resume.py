@@ -33,7 +33,8 @@ from typing import Any, Callable, TextIO
 
 import torch
 
-from ptychokit.checkpoint import CONFIG_FILE, LOG_FILE, WEIGHTS_FILE, log_text, write_atomically
+from ptychokit.atomic_write import write_atomically
+from ptychokit.checkpoint import CONFIG_FILE, LOG_FILE, WEIGHTS_FILE, log_text
 from ptychokit.networks import Architecture
 from ptychokit.training import Fit, TrainingSettings
 
